@@ -1,0 +1,167 @@
+//! Session tokens: HS256 JWTs that let a browser act on one session.
+//!
+//! Claims are `sid` (session id), `scn` (scenario id), `root` (root agent, so a session
+//! whose state was lost can be re-created from its token), `iat` and `exp`. A token is
+//! taken from `Authorization: Bearer`, or from `?token=` on the WebSocket and SSE routes only
+//! (browsers cannot set headers there). Tokens are never logged.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::domain::SessionId;
+use crate::error::ApiError;
+
+/// Claims of a session token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionClaims {
+    /// Session id.
+    pub sid: String,
+    /// Scenario id.
+    pub scn: String,
+    /// Root agent at bootstrap.
+    #[serde(default)]
+    pub root: String,
+    /// Issued at (unix seconds).
+    pub iat: u64,
+    /// Expires at (unix seconds).
+    pub exp: u64,
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// No token was sent.
+    #[error("a session token is required (Authorization: Bearer <token>)")]
+    Missing,
+    /// The token has expired.
+    #[error("the session token has expired")]
+    Expired,
+    /// Bad signature, wrong algorithm, malformed, or issued for another session.
+    #[error("the session token is not valid for this session")]
+    Invalid,
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        ApiError::unauthorized(e.to_string())
+    }
+}
+
+/// Signs and verifies session tokens.
+pub struct TokenIssuer {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+}
+
+impl TokenIssuer {
+    /// From the configured secret; embedded mode without one gets a random per-process
+    /// secret (tokens then do not survive a restart, which the startup log says).
+    pub fn from_config(config: &Config) -> (Self, bool) {
+        let (secret, generated) = match &config.session_secret {
+            Some(s) => (s.expose_secret().as_bytes().to_vec(), false),
+            None => {
+                let mut buf = vec![0u8; 32];
+                rand::rng().fill_bytes(&mut buf);
+                (buf, true)
+            }
+        };
+        (Self::new(&secret, config.token_ttl), generated)
+    }
+
+    /// An issuer for a secret and token lifetime.
+    pub fn new(secret: &[u8], ttl: Duration) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        validation.set_required_spec_claims(&["exp", "sid"]);
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            ttl,
+        }
+    }
+
+    /// A token for a session; returns it with its expiry (unix seconds).
+    pub fn issue(&self, sid: &SessionId, scenario: &str, root: &str) -> (String, u64) {
+        let iat = unix_now();
+        let exp = iat + self.ttl.as_secs();
+        let claims = SessionClaims {
+            sid: sid.to_string(),
+            scn: scenario.to_owned(),
+            root: root.to_owned(),
+            iat,
+            exp,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 signing of plain claims cannot fail");
+        (token, exp)
+    }
+
+    /// Verifies a token and checks it belongs to `sid`.
+    pub fn verify(&self, token: &str, sid: &str) -> Result<SessionClaims, TokenError> {
+        let data = jsonwebtoken::decode::<SessionClaims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+            _ => TokenError::Invalid,
+        })?;
+        if data.claims.sid != sid {
+            return Err(TokenError::Invalid);
+        }
+        Ok(data.claims)
+    }
+}
+
+/// The bearer token of a request, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Unix time in seconds.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_verify_only_for_their_session_and_secret() {
+        let issuer = TokenIssuer::new(&[7u8; 32], Duration::from_secs(60));
+        let a: SessionId = "a".parse().unwrap();
+        let (t, exp) = issuer.issue(&a, "simpleHandoff", "greeter");
+        assert!(exp > unix_now());
+        let claims = issuer.verify(&t, "a").unwrap();
+        assert_eq!(
+            (claims.scn.as_str(), claims.root.as_str()),
+            ("simpleHandoff", "greeter")
+        );
+        assert_eq!(issuer.verify(&t, "b"), Err(TokenError::Invalid));
+        let other = TokenIssuer::new(&[8u8; 32], Duration::from_secs(60));
+        assert_eq!(other.verify(&t, "a"), Err(TokenError::Invalid));
+        assert_eq!(issuer.verify("garbage", "a"), Err(TokenError::Invalid));
+        let expired = TokenIssuer::new(&[7u8; 32], Duration::ZERO);
+        let (old, _) = expired.issue(&a, "s", "r");
+        let mut strict = TokenIssuer::new(&[7u8; 32], Duration::from_secs(60));
+        strict.validation.leeway = 0;
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(strict.verify(&old, "a"), Err(TokenError::Expired));
+    }
+}

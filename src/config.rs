@@ -1,0 +1,519 @@
+//! Typed settings, read from the command line and the environment, validated before the
+//! port is bound.
+//!
+//! Every setting has a `--flag` and a `SWITCHBOARD_*` environment variable (clap). A few
+//! well-known variables are honoured as fallbacks when the `SWITCHBOARD_*` one is unset:
+//! `PORT`, `REDIS_URL`, `OPENAI_API_KEY`, `OPENAI_BASE_URL`. [`Cli`] is the raw input;
+//! [`Config`] is the checked result the rest of the crate uses. Tests build a [`Config`]
+//! directly (`Config::default()`), so the developer's shell never leaks into them.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use secrecy::{ExposeSecret, SecretString};
+
+/// Default upstream base URL (includes the API version path).
+pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// Raw command-line and environment input. See the README's configuration table.
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, about)]
+pub struct Cli {
+    /// Address to bind.
+    #[arg(long, env = "SWITCHBOARD_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to bind (falls back to `PORT`, then 8080).
+    #[arg(long, env = "SWITCHBOARD_PORT")]
+    pub port: Option<String>,
+    /// Redis URL; unset means embedded mode (falls back to `REDIS_URL`).
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Upstream API key; unset means offline (falls back to `OPENAI_API_KEY`).
+    #[arg(long, env = "SWITCHBOARD_OPENAI_API_KEY", hide_env_values = true)]
+    pub openai_api_key: Option<String>,
+    /// Upstream base URL including the version path (falls back to `OPENAI_BASE_URL`).
+    #[arg(long, env = "SWITCHBOARD_OPENAI_BASE_URL")]
+    pub openai_base_url: Option<String>,
+    /// Realtime model the ephemeral key is minted for.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_REALTIME_MODEL",
+        default_value = "gpt-realtime"
+    )]
+    pub realtime_model: String,
+    /// Transcription model put in every realtime session config.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_TRANSCRIPTION_MODEL",
+        default_value = "gpt-4o-mini-transcribe"
+    )]
+    pub transcription_model: String,
+    /// Lifetime of a minted ephemeral key (10s to 2h).
+    #[arg(long, env = "SWITCHBOARD_KEY_TTL", default_value = "600s")]
+    pub key_ttl: String,
+    /// Directory of scenario YAML files that add to or override the built-in ones.
+    #[arg(long, env = "SWITCHBOARD_SCENARIOS_DIR")]
+    pub scenarios_dir: Option<PathBuf>,
+    /// HS256 secret for session tokens (at least 32 bytes); generated when unset in embedded mode.
+    #[arg(long, env = "SWITCHBOARD_SESSION_SECRET", hide_env_values = true)]
+    pub session_secret: Option<String>,
+    /// Idle lifetime of a session (sliding on activity).
+    #[arg(long, env = "SWITCHBOARD_SESSION_TTL", default_value = "1h")]
+    pub session_ttl: String,
+    /// Lifetime of a session token.
+    #[arg(long, env = "SWITCHBOARD_TOKEN_TTL", default_value = "24h")]
+    pub token_ttl: String,
+    /// Server API key for server-side endpoints (publish, control).
+    #[arg(long, env = "SWITCHBOARD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Comma-separated CORS origins (`*` for any); empty means same-origin only.
+    #[arg(long, env = "SWITCHBOARD_CORS_ORIGINS", default_value = "")]
+    pub cors_origins: String,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "SWITCHBOARD_BODY_LIMIT", default_value = "1048576")]
+    pub body_limit: String,
+    /// Timeout of one upstream request.
+    #[arg(long, env = "SWITCHBOARD_UPSTREAM_TIMEOUT", default_value = "30s")]
+    pub upstream_timeout: String,
+    /// Retries of an upstream request after a 429/5xx or a connection error.
+    #[arg(long, env = "SWITCHBOARD_UPSTREAM_RETRIES", default_value = "2")]
+    pub upstream_retries: String,
+    /// Public base URL (e.g. `https://sb.example.com`) used to build event-channel URLs;
+    /// derived from the request's Host header when unset.
+    #[arg(long, env = "SWITCHBOARD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Largest `context` accepted by `session2`, in bytes.
+    #[arg(long, env = "SWITCHBOARD_CONTEXT_MAX_BYTES", default_value = "16384")]
+    pub context_max_bytes: String,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Checked settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen.
+    pub bind: SocketAddr,
+    /// Redis URL; `None` is embedded mode.
+    pub redis_url: Option<String>,
+    /// Upstream key; `None` is offline.
+    pub openai_api_key: Option<SecretString>,
+    /// Upstream base URL without a trailing slash.
+    pub openai_base_url: String,
+    /// Realtime model for minted keys.
+    pub realtime_model: String,
+    /// Transcription model in realtime session configs.
+    pub transcription_model: String,
+    /// Ephemeral key lifetime.
+    pub key_ttl: Duration,
+    /// Extra scenario directory.
+    pub scenarios_dir: Option<PathBuf>,
+    /// Session-token secret; `None` in embedded mode means "generate one".
+    pub session_secret: Option<SecretString>,
+    /// Idle session lifetime.
+    pub session_ttl: Duration,
+    /// Session token lifetime.
+    pub token_ttl: Duration,
+    /// Server API key.
+    pub api_key: Option<SecretString>,
+    /// Allowed CORS origins (`*` allowed); empty is same-origin only.
+    pub cors_origins: Vec<String>,
+    /// Request body limit in bytes.
+    pub body_limit: usize,
+    /// Upstream request timeout.
+    pub upstream_timeout: Duration,
+    /// Upstream retries after 429/5xx/connection errors.
+    pub upstream_retries: u32,
+    /// Public base URL without a trailing slash.
+    pub public_url: Option<String>,
+    /// `session2` context cap in bytes.
+    pub context_max_bytes: usize,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    /// The defaults of the configuration table, bound to 127.0.0.1:8080, offline, embedded.
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
+            redis_url: None,
+            openai_api_key: None,
+            openai_base_url: DEFAULT_OPENAI_BASE_URL.to_owned(),
+            realtime_model: "gpt-realtime".to_owned(),
+            transcription_model: "gpt-4o-mini-transcribe".to_owned(),
+            key_ttl: Duration::from_secs(600),
+            scenarios_dir: None,
+            session_secret: None,
+            session_ttl: Duration::from_secs(3600),
+            token_ttl: Duration::from_secs(86_400),
+            api_key: None,
+            cors_origins: Vec::new(),
+            body_limit: 1024 * 1024,
+            upstream_timeout: Duration::from_secs(30),
+            upstream_retries: 2,
+            public_url: None,
+            context_max_bytes: 16 * 1024,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// A setting that failed validation; the message names the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {setting}: {message}")]
+pub struct ConfigError {
+    /// The environment variable (and flag) at fault.
+    pub setting: &'static str,
+    /// What is wrong and what is accepted.
+    pub message: String,
+}
+
+fn bad(setting: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Parses the process's command line and environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_cli(Cli::parse(), &|name| std::env::var(name).ok())
+    }
+
+    /// Validates raw input; `env` looks up the unprefixed fallback variables.
+    pub fn from_cli(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+        let host: IpAddr = cli.host.trim().parse().map_err(|_| {
+            bad(
+                "SWITCHBOARD_HOST",
+                format!("{:?} is not an IP address", cli.host),
+            )
+        })?;
+        let (port_setting, port_raw) = match nonempty(cli.port) {
+            Some(p) => ("SWITCHBOARD_PORT", Some(p)),
+            None => ("PORT", nonempty(env("PORT"))),
+        };
+        let port = match port_raw {
+            Some(p) => p
+                .trim()
+                .parse::<u16>()
+                .map_err(|_| bad(port_setting, format!("{p:?} is not a port number")))?,
+            None => 8080,
+        };
+        let redis_url = nonempty(cli.redis_url).or_else(|| nonempty(env("REDIS_URL")));
+        if let Some(url) = &redis_url {
+            let ok = [
+                "redis://",
+                "rediss://",
+                "redis-cluster://",
+                "rediss-cluster://",
+            ]
+            .iter()
+            .any(|s| url.starts_with(s));
+            if !ok {
+                return Err(bad(
+                    "SWITCHBOARD_REDIS_URL",
+                    "expected a redis://, rediss:// or redis-cluster:// URL",
+                ));
+            }
+        }
+        let openai_api_key = nonempty(cli.openai_api_key)
+            .or_else(|| nonempty(env("OPENAI_API_KEY")))
+            .map(SecretString::from);
+        let base = nonempty(cli.openai_base_url)
+            .or_else(|| nonempty(env("OPENAI_BASE_URL")))
+            .unwrap_or_else(|| DEFAULT_OPENAI_BASE_URL.to_owned());
+        let openai_base_url = http_url("SWITCHBOARD_OPENAI_BASE_URL", &base)?;
+        let key_ttl = duration("SWITCHBOARD_KEY_TTL", &cli.key_ttl)?;
+        if !(10..=7200).contains(&key_ttl.as_secs()) {
+            return Err(bad(
+                "SWITCHBOARD_KEY_TTL",
+                "must be between 10s and 2h (the upstream's limits)",
+            ));
+        }
+        let session_secret = nonempty(cli.session_secret);
+        if let Some(s) = &session_secret
+            && s.len() < 32
+        {
+            return Err(bad(
+                "SWITCHBOARD_SESSION_SECRET",
+                "must be at least 32 bytes long",
+            ));
+        }
+        let session_ttl = duration("SWITCHBOARD_SESSION_TTL", &cli.session_ttl)?;
+        let token_ttl = duration("SWITCHBOARD_TOKEN_TTL", &cli.token_ttl)?;
+        for (name, d) in [
+            ("SWITCHBOARD_SESSION_TTL", session_ttl),
+            ("SWITCHBOARD_TOKEN_TTL", token_ttl),
+        ] {
+            if d < Duration::from_secs(1) {
+                return Err(bad(name, "must be at least 1s"));
+            }
+        }
+        let body_limit = number::<usize>("SWITCHBOARD_BODY_LIMIT", &cli.body_limit)?;
+        if body_limit < 1024 {
+            return Err(bad("SWITCHBOARD_BODY_LIMIT", "must be at least 1024 bytes"));
+        }
+        let upstream_timeout = duration("SWITCHBOARD_UPSTREAM_TIMEOUT", &cli.upstream_timeout)?;
+        if upstream_timeout.is_zero() {
+            return Err(bad("SWITCHBOARD_UPSTREAM_TIMEOUT", "must be more than 0"));
+        }
+        let upstream_retries =
+            number::<u32>("SWITCHBOARD_UPSTREAM_RETRIES", &cli.upstream_retries)?;
+        if upstream_retries > 10 {
+            return Err(bad("SWITCHBOARD_UPSTREAM_RETRIES", "must be at most 10"));
+        }
+        let public_url = nonempty(cli.public_url)
+            .map(|u| http_url("SWITCHBOARD_PUBLIC_URL", &u))
+            .transpose()?;
+        let context_max_bytes =
+            number::<usize>("SWITCHBOARD_CONTEXT_MAX_BYTES", &cli.context_max_bytes)?;
+        let log_format = match cli.log_format.trim() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(bad(
+                    "SWITCHBOARD_LOG_FORMAT",
+                    format!("{other:?}: expected text or json"),
+                ));
+            }
+        };
+        let cors_origins = cli
+            .cors_origins
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|o| {
+                if o == "*" || o.parse::<axum::http::HeaderValue>().is_ok() && o.contains("://") {
+                    Ok(o.trim_end_matches('/').to_owned())
+                } else {
+                    Err(bad(
+                        "SWITCHBOARD_CORS_ORIGINS",
+                        format!("{o:?} is not an origin like https://app.example.com"),
+                    ))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let config = Self {
+            bind: SocketAddr::new(host, port),
+            redis_url,
+            openai_api_key,
+            openai_base_url,
+            realtime_model: required("SWITCHBOARD_REALTIME_MODEL", cli.realtime_model)?,
+            transcription_model: required(
+                "SWITCHBOARD_TRANSCRIPTION_MODEL",
+                cli.transcription_model,
+            )?,
+            key_ttl,
+            scenarios_dir: cli.scenarios_dir,
+            session_secret: session_secret.map(SecretString::from),
+            session_ttl,
+            token_ttl,
+            api_key: nonempty(cli.api_key).map(SecretString::from),
+            cors_origins,
+            body_limit,
+            upstream_timeout,
+            upstream_retries,
+            public_url,
+            context_max_bytes,
+            log_format,
+        };
+        config.check_mode()?;
+        Ok(config)
+    }
+
+    /// Cross-setting rules that depend on the runtime mode.
+    pub fn check_mode(&self) -> Result<(), ConfigError> {
+        if self.redis_url.is_some() && self.session_secret.is_none() {
+            return Err(bad(
+                "SWITCHBOARD_SESSION_SECRET",
+                "is required in Redis mode (every instance must sign tokens with the same secret)",
+            ));
+        }
+        if let Some(dir) = &self.scenarios_dir
+            && !dir.is_dir()
+        {
+            return Err(bad(
+                "SWITCHBOARD_SCENARIOS_DIR",
+                format!("{} is not a directory", dir.display()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `"redis"` or `"embedded"`.
+    pub fn mode(&self) -> &'static str {
+        if self.redis_url.is_some() {
+            "redis"
+        } else {
+            "embedded"
+        }
+    }
+
+    /// True when an upstream key is configured.
+    pub fn upstream_configured(&self) -> bool {
+        self.openai_api_key
+            .as_ref()
+            .is_some_and(|k| !k.expose_secret().is_empty())
+    }
+}
+
+fn required(setting: &'static str, v: String) -> Result<String, ConfigError> {
+    let v = v.trim().to_owned();
+    if v.is_empty() {
+        Err(bad(setting, "must not be empty"))
+    } else {
+        Ok(v)
+    }
+}
+
+fn number<T: std::str::FromStr>(setting: &'static str, v: &str) -> Result<T, ConfigError> {
+    v.trim()
+        .parse()
+        .map_err(|_| bad(setting, format!("{v:?} is not a whole number in range")))
+}
+
+/// Accepts `30s`, `500ms`, `1h 30m` (humantime) or a bare number of seconds.
+fn duration(setting: &'static str, v: &str) -> Result<Duration, ConfigError> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(v).map_err(|_| {
+        bad(
+            setting,
+            format!("{v:?} is not a duration (e.g. 30s, 500ms, 1h)"),
+        )
+    })
+}
+
+fn http_url(setting: &'static str, v: &str) -> Result<String, ConfigError> {
+    let v = v.trim().trim_end_matches('/');
+    let uri: axum::http::Uri = v
+        .parse()
+        .map_err(|_| bad(setting, format!("{v:?} is not a URL")))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(_)) => Ok(v.to_owned()),
+        _ => Err(bad(setting, format!("{v:?} is not an http(s) URL"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut argv = vec!["switchboard"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).expect("clap accepts the flags");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_cli(cli, &move |name| {
+            env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn defaults_are_embedded_offline_on_8080() {
+        let c = parse(&[], &[]).unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.mode(), "embedded");
+        assert!(!c.upstream_configured());
+        assert_eq!(c.openai_base_url, DEFAULT_OPENAI_BASE_URL);
+    }
+
+    #[test]
+    fn port_falls_back_to_port_and_flag_wins() {
+        assert_eq!(parse(&[], &[("PORT", "9000")]).unwrap().bind.port(), 9000);
+        let c = parse(&["--port", "9001"], &[("PORT", "9000")]).unwrap();
+        assert_eq!(c.bind.port(), 9001);
+    }
+
+    #[test]
+    fn bad_values_name_their_setting() {
+        let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+            (&[], &[("PORT", "eighty")], "PORT"),
+            (&["--port", "70000"], &[], "SWITCHBOARD_PORT"),
+            (&["--key-ttl", "5s"], &[], "SWITCHBOARD_KEY_TTL"),
+            (&["--key-ttl", "soon"], &[], "SWITCHBOARD_KEY_TTL"),
+            (
+                &[],
+                &[("OPENAI_BASE_URL", "ftp://x")],
+                "SWITCHBOARD_OPENAI_BASE_URL",
+            ),
+            (
+                &[],
+                &[("REDIS_URL", "localhost:6379")],
+                "SWITCHBOARD_REDIS_URL",
+            ),
+            (
+                &[],
+                &[("REDIS_URL", "redis://127.0.0.1:6379")],
+                "SWITCHBOARD_SESSION_SECRET",
+            ),
+            (
+                &["--session-secret", "short"],
+                &[],
+                "SWITCHBOARD_SESSION_SECRET",
+            ),
+            (&["--body-limit", "lots"], &[], "SWITCHBOARD_BODY_LIMIT"),
+            (&["--log-format", "xml"], &[], "SWITCHBOARD_LOG_FORMAT"),
+            (
+                &["--cors-origins", "not an origin"],
+                &[],
+                "SWITCHBOARD_CORS_ORIGINS",
+            ),
+            (
+                &["--scenarios-dir", "/no/such/dir"],
+                &[],
+                "SWITCHBOARD_SCENARIOS_DIR",
+            ),
+            (&["--host", "localhost:1"], &[], "SWITCHBOARD_HOST"),
+        ];
+        for (args, env, setting) in cases {
+            let err = parse(args, env).expect_err(setting);
+            assert_eq!(err.setting, *setting, "{err}");
+            assert!(err.to_string().contains(setting));
+        }
+    }
+
+    #[test]
+    fn unprefixed_fallbacks_are_honoured() {
+        let c = parse(
+            &[],
+            &[
+                ("OPENAI_API_KEY", "sk-test"),
+                ("OPENAI_BASE_URL", "http://127.0.0.1:1/v1/"),
+                ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ],
+        );
+        let err = c.expect_err("redis mode needs a secret");
+        assert_eq!(err.setting, "SWITCHBOARD_SESSION_SECRET");
+        let c = parse(
+            &["--session-secret", &"s".repeat(32)],
+            &[
+                ("OPENAI_API_KEY", "sk-test"),
+                ("OPENAI_BASE_URL", "http://127.0.0.1:1/v1/"),
+            ],
+        )
+        .unwrap();
+        assert!(c.upstream_configured());
+        assert_eq!(c.openai_base_url, "http://127.0.0.1:1/v1");
+    }
+}

@@ -1,0 +1,26 @@
+//! The REST surface: one file per resource, each exposing `router()`. Handlers are thin:
+//! parse (through the JSON-error extractors of [`crate::error`]), call the domain, map errors.
+
+pub mod health;
+pub mod keys;
+pub mod openapi;
+pub mod responses;
+pub mod scenarios;
+pub mod session2;
+pub mod sessions;
+
+use axum::Router;
+
+use crate::state::AppState;
+
+/// Every REST route.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .merge(health::router())
+        .merge(keys::router())
+        .merge(responses::router())
+        .merge(scenarios::router())
+        .merge(session2::router())
+        .merge(sessions::router())
+        .merge(openapi::router())
+}

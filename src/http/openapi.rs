@@ -1,0 +1,51 @@
+//! `GET /api/openapi.json`: the OpenAPI document of the REST surface, generated from the
+//! handlers' `#[utoipa::path]` annotations.
+
+use axum::Router;
+use axum::routing::get;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::Json;
+use crate::state::AppState;
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Switchboard", description = "Server side of realtime voice-agent apps."),
+    paths(
+        super::health::health, super::health::ready,
+        super::keys::mint, super::responses::create,
+        super::scenarios::list, super::scenarios::detail,
+        super::session2::bootstrap_get, super::session2::bootstrap_post,
+        super::sessions::get_session,
+    ),
+    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
+    modifiers(&SessionToken),
+)]
+pub struct ApiDoc;
+
+struct SessionToken;
+
+impl Modify for SessionToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "session_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route(
+        "/api/openapi.json",
+        get(|| async { Json(ApiDoc::openapi()) }),
+    )
+}

@@ -1,0 +1,146 @@
+//! `POST /api/responses`: a proxy to the upstream Responses API.
+//!
+//! Adds what the SDKs synthesize client-side: `output_text` (every `output_text` part of
+//! every `message` item, joined without separator) and, when the request asked for
+//! `text.format.type == "json_schema"`, `output_parsed` (the first message text that parses
+//! as JSON, else `null`). With `stream: true` the upstream's SSE bytes are passed through as
+//! they arrive.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::Value;
+
+use crate::error::{ApiError, Json};
+use crate::state::AppState;
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/responses", post(create))
+}
+
+/// Creates a model response through the upstream.
+#[utoipa::path(post, path = "/api/responses", tag = "models",
+    request_body(content = Object, description = "A Responses API request (`model`, `input`, ...)"),
+    responses(
+        (status = 200, description = "The upstream response plus `output_text` (and `output_parsed` for json_schema formats); `text/event-stream` when `stream` is true", body = Object),
+        (status = 400, body = crate::error::ErrorBody), (status = 502, body = crate::error::ErrorBody),
+        (status = 503, body = crate::error::ErrorBody), (status = 504, body = crate::error::ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    Json(body): Json<Value>,
+) -> Result<Response, ApiError> {
+    let Some(obj) = body.as_object() else {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "the body must be a JSON object (a Responses API request)",
+        ));
+    };
+    match obj.get("model") {
+        Some(Value::String(m)) if !m.trim().is_empty() => {}
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "`model` is required and must be a non-empty string",
+            ));
+        }
+    }
+    let upstream = state.upstream()?;
+    if obj.get("stream").and_then(Value::as_bool) == Some(true) {
+        let resp = upstream
+            .post_stream("responses", &body)
+            .await
+            .map_err(|e| e.into_proxy_error())?;
+        let content_type = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .cloned()
+            .unwrap_or_else(|| HeaderValue::from_static("text/event-stream"));
+        let mut out = Body::from_stream(resp.bytes_stream()).into_response();
+        out.headers_mut().insert(header::CONTENT_TYPE, content_type);
+        out.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        out.headers_mut()
+            .insert("x-accel-buffering", HeaderValue::from_static("no"));
+        return Ok(out);
+    }
+    let wants_parsed =
+        body.pointer("/text/format/type").and_then(Value::as_str) == Some("json_schema");
+    let mut resp = upstream
+        .post_json("responses", &body)
+        .await
+        .map_err(|e| e.into_proxy_error())?;
+    add_sdk_fields(&mut resp, wants_parsed);
+    Ok(Json(resp).into_response())
+}
+
+/// Adds `output_text` and, when asked, `output_parsed` to a Responses API answer.
+pub fn add_sdk_fields(resp: &mut Value, wants_parsed: bool) {
+    let texts: Vec<&str> = message_texts(resp).collect();
+    let output_text = texts.concat();
+    let parsed = if wants_parsed {
+        Some(
+            texts
+                .iter()
+                .filter_map(|t| serde_json::from_str::<Value>(t).ok())
+                .find(|v| !v.is_null())
+                .unwrap_or(Value::Null),
+        )
+    } else {
+        None
+    };
+    if let Some(obj) = resp.as_object_mut() {
+        obj.insert("output_text".into(), Value::String(output_text));
+        if let Some(p) = parsed {
+            obj.insert("output_parsed".into(), p);
+        }
+    }
+}
+
+/// The `output_text` parts of the `message` items, in order.
+pub fn message_texts(resp: &Value) -> impl Iterator<Item = &str> {
+    resp.get("output")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|item| item.get("type").and_then(Value::as_str) == Some("message"))
+        .filter_map(|item| item.get("content").and_then(Value::as_array))
+        .flatten()
+        .filter(|part| part.get("type").and_then(Value::as_str) == Some("output_text"))
+        .filter_map(|part| part.get("text").and_then(Value::as_str))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn output_text_joins_message_parts_and_parsed_skips_refusals() {
+        let mut r = json!({"output": [
+            {"type": "reasoning", "summary": []},
+            {"type": "message", "content": [
+                {"type": "refusal", "refusal": "no"},
+                {"type": "output_text", "text": "{\"a\":"},
+            ]},
+            {"type": "message", "content": [{"type": "output_text", "text": "1}"}]},
+        ]});
+        add_sdk_fields(&mut r, true);
+        assert_eq!(r["output_text"], "{\"a\":1}");
+        // Neither part alone is JSON, so nothing parses.
+        assert_eq!(r["output_parsed"], Value::Null);
+
+        let mut r = json!({"output": [{"type": "message", "content": [
+            {"type": "output_text", "text": "{\"category\":\"NONE\"}"}]}]});
+        add_sdk_fields(&mut r, true);
+        assert_eq!(r["output_parsed"]["category"], "NONE");
+
+        let mut r = json!({"output": []});
+        add_sdk_fields(&mut r, false);
+        assert_eq!(r["output_text"], "");
+        assert!(r.get("output_parsed").is_none());
+    }
+}

@@ -1,0 +1,282 @@
+//! `GET`/`POST /api/session2`: the bootstrap a realtime frontend makes once per session.
+//!
+//! Validates the scenario (aliases allowed) and root agent, mints the ephemeral key for the
+//! root agent (voice, instructions + context), creates the session and its event history,
+//! and answers `SessionInitPayload` plus what the browser needs to open the event channel.
+//! The key is minted first: if the upstream fails, no session is left behind. Offline, the
+//! session is still created, with `ephemeral_key: null` and a `warning`.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use super::scenarios::unknown_scenario;
+use crate::domain::SessionId;
+use crate::error::{ApiError, Json, Query};
+use crate::scenario::view::{AgentView, GuardrailView, guardrails, initial_agents, with_context};
+use crate::scenario::{DEFAULT_SCENARIO, Scenario};
+use crate::state::AppState;
+use crate::store::{SessionState, now_rfc3339};
+use crate::upstream::realtime::session_config;
+
+/// `GET /api/session2` query.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct Session2Query {
+    /// Scenario id or alias (default `chatSupervisor`).
+    pub scenario_id: Option<String>,
+    /// Root agent (default: the scenario's default root).
+    pub root_agent: Option<String>,
+}
+
+/// `POST /api/session2` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Session2Request {
+    /// Scenario id or alias (default `chatSupervisor`).
+    pub scenario_id: Option<String>,
+    /// Root agent (default: the scenario's default root).
+    pub root_agent: Option<String>,
+    /// Context appended to the root agent's instructions: a string, or an object rendered as
+    /// `key: value` lines.
+    #[schema(value_type = Option<Object>)]
+    pub context: Option<Value>,
+}
+
+/// Where and how the browser opens the session's event channel.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventsInfo {
+    /// WebSocket URL, token included.
+    pub ws_url: String,
+    /// SSE URL, token and epoch included.
+    pub sse_url: String,
+    /// Session token (HS256 JWT) for session-scoped endpoints.
+    pub token: String,
+    /// Current history epoch.
+    pub epoch: String,
+    /// Current top seq (0 for a new session).
+    pub seq: u64,
+}
+
+/// `SessionInitPayload` plus session and channel details.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Session2Response {
+    /// New session id.
+    pub session_id: String,
+    /// Canonical scenario id.
+    pub scenario_id: String,
+    /// Root agent.
+    pub root_agent: String,
+    /// Ephemeral realtime key; `null` when offline.
+    pub ephemeral_key: Option<String>,
+    /// When the ephemeral key expires (unix seconds); `null` when offline.
+    pub ephemeral_key_expires_at: Option<u64>,
+    /// When the session token expires (unix seconds).
+    pub expires_at: u64,
+    /// Agents, root first, each with its tools and `transfer_to_*` handoff tools.
+    pub initial_agents: Vec<AgentView>,
+    /// Guardrail metadata.
+    pub guardrails: Vec<GuardrailView>,
+    /// Event channel.
+    pub events: EventsInfo,
+    /// Set when something is degraded (e.g. offline: no key was minted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/session2", get(bootstrap_get).post(bootstrap_post))
+}
+
+/// Bootstraps a session (query parameters).
+#[utoipa::path(get, path = "/api/session2", tag = "sessions", params(Session2Query),
+    responses((status = 200, body = Session2Response), (status = 400, body = crate::error::ErrorBody),
+        (status = 502, body = crate::error::ErrorBody), (status = 504, body = crate::error::ErrorBody)))]
+pub async fn bootstrap_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<Session2Query>,
+) -> Result<Json<Session2Response>, ApiError> {
+    bootstrap(&state, &headers, q.scenario_id, q.root_agent, None).await
+}
+
+/// Bootstraps a session (JSON body, may carry `context`).
+#[utoipa::path(post, path = "/api/session2", tag = "sessions", request_body = Session2Request,
+    responses((status = 200, body = Session2Response), (status = 400, body = crate::error::ErrorBody),
+        (status = 422, body = crate::error::ErrorBody), (status = 502, body = crate::error::ErrorBody),
+        (status = 504, body = crate::error::ErrorBody)))]
+pub async fn bootstrap_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(req): Json<Session2Request>,
+) -> Result<Json<Session2Response>, ApiError> {
+    let context = req
+        .context
+        .map(|c| render_context(&c, state.config.context_max_bytes))
+        .transpose()?
+        .flatten();
+    bootstrap(&state, &headers, req.scenario_id, req.root_agent, context).await
+}
+
+async fn bootstrap(
+    state: &AppState,
+    headers: &HeaderMap,
+    scenario_id: Option<String>,
+    root_agent: Option<String>,
+    context: Option<String>,
+) -> Result<Json<Session2Response>, ApiError> {
+    let wanted = scenario_id
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_SCENARIO.to_owned());
+    let scenario = state
+        .scenarios
+        .resolve(wanted.trim())
+        .ok_or_else(|| unknown_scenario(state, &wanted, true))?;
+    let root = pick_root(&scenario, root_agent.as_deref())?;
+
+    let (ephemeral_key, key_expires, warning) = match &state.upstream {
+        Some(up) => {
+            let instructions = with_context(&root.instructions, context.as_deref());
+            let cfg = session_config(&state.config, Some(&root.voice), Some(&instructions));
+            let key = up.mint_client_secret(state.config.key_ttl, cfg).await?;
+            (Some(key.value), Some(key.expires_at), None)
+        }
+        None => (
+            None,
+            None,
+            Some(
+                "upstream_not_configured: no OPENAI_API_KEY is set, so no ephemeral key was \
+                 minted; the session and its event channel work, voice does not"
+                    .to_owned(),
+            ),
+        ),
+    };
+
+    let session_id = SessionId::generate();
+    let top = state.broker.open(&session_id).await?;
+    let now = now_rfc3339();
+    state
+        .store
+        .create(&SessionState {
+            session_id: session_id.clone(),
+            scenario_id: scenario.id.clone(),
+            root_agent: root.name.clone(),
+            active_agent: root.name.clone(),
+            created_at: now.clone(),
+            updated_at: now,
+            context: context.clone(),
+        })
+        .await?;
+    let (token, expires_at) =
+        state
+            .tokens
+            .issue(&session_id, scenario.id.as_str(), root.name.as_str());
+    let events = events_info(state, headers, &session_id, token, top.epoch, top.seq);
+    tracing::info!(session_id = %session_id, scenario = %scenario.id, root = %root.name, "session created");
+    Ok(Json(Session2Response {
+        session_id: session_id.to_string(),
+        scenario_id: scenario.id.to_string(),
+        root_agent: root.name.to_string(),
+        ephemeral_key,
+        ephemeral_key_expires_at: key_expires,
+        expires_at,
+        initial_agents: initial_agents(&scenario, root, context.as_deref()),
+        guardrails: guardrails(&scenario),
+        events,
+        warning,
+    }))
+}
+
+/// The requested root agent, or the default; `400 unknown_agent` naming the valid ones.
+pub fn pick_root<'a>(
+    scenario: &'a Scenario,
+    wanted: Option<&str>,
+) -> Result<&'a crate::scenario::Agent, ApiError> {
+    match wanted.map(str::trim).filter(|r| !r.is_empty()) {
+        None => Ok(scenario
+            .agent(scenario.default_root.as_str())
+            .expect("validated: default root exists")),
+        Some(r) => scenario.agent(r).ok_or_else(|| {
+            let shown: String = r.chars().take(64).collect();
+            ApiError::bad_request(
+                "unknown_agent",
+                format!(
+                    "agent {shown:?} is not in scenario {}; its agents are {}",
+                    scenario.id,
+                    scenario.agent_names().join(", ")
+                ),
+            )
+        }),
+    }
+}
+
+/// A string context as is; an object as sorted `key: value` lines; `null`/empty as none.
+fn render_context(c: &Value, max: usize) -> Result<Option<String>, ApiError> {
+    let text = match c {
+        Value::Null => return Ok(None),
+        Value::String(s) => s.trim().to_owned(),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => format!("{k}: {s}"),
+                other => format!("{k}: {other}"),
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "`context` must be a string or an object",
+            ));
+        }
+    };
+    if text.len() > max {
+        return Err(ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "context_too_large",
+            format!("`context` is {} bytes; the limit is {max}", text.len()),
+        ));
+    }
+    Ok((!text.is_empty()).then_some(text))
+}
+
+/// Event-channel URLs from `SWITCHBOARD_PUBLIC_URL`, else from the request's Host (and
+/// `X-Forwarded-Proto` behind a proxy).
+fn events_info(
+    state: &AppState,
+    headers: &HeaderMap,
+    sid: &SessionId,
+    token: String,
+    epoch: String,
+    seq: u64,
+) -> EventsInfo {
+    let base = state.config.public_url.clone().unwrap_or_else(|| {
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("127.0.0.1");
+        let proto = headers
+            .get("x-forwarded-proto")
+            .and_then(|h| h.to_str().ok())
+            .filter(|p| *p == "https")
+            .unwrap_or("http");
+        format!("{proto}://{host}")
+    });
+    let ws_base = if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else {
+        format!("ws://{}", base.trim_start_matches("http://"))
+    };
+    EventsInfo {
+        ws_url: format!("{ws_base}/api/ws?session_id={sid}&token={token}"),
+        sse_url: format!("{base}/api/sessions/{sid}/stream?token={token}&epoch={epoch}"),
+        token,
+        epoch,
+        seq,
+    }
+}

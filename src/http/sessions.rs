@@ -1,0 +1,82 @@
+//! `GET /api/sessions/{id}`: a session's state and history position (session token).
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::get;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::auth::{SessionClaims, TokenError, bearer};
+use crate::domain::SessionId;
+use crate::error::{ApiError, Json, Path};
+use crate::state::AppState;
+
+/// `GET /api/sessions/{id}` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    /// Session id.
+    pub session_id: String,
+    /// Canonical scenario id.
+    pub scenario_id: String,
+    /// Root agent at bootstrap.
+    pub root_agent: String,
+    /// Agent currently in charge.
+    pub active_agent: String,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+    /// History epoch.
+    pub epoch: String,
+    /// Top seq of the history.
+    pub seq: u64,
+}
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/sessions/{id}", get(get_session))
+}
+
+/// Checks the request's bearer token is valid for session `id` and returns the parsed id.
+pub fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(SessionId, SessionClaims), ApiError> {
+    let token = bearer(headers).ok_or(TokenError::Missing)?;
+    let claims = state.tokens.verify(token, id)?;
+    let sid = id.parse().map_err(|_| TokenError::Invalid)?;
+    Ok((sid, claims))
+}
+
+/// A session's state: 401 without a valid token for it, 404 when it no longer exists.
+#[utoipa::path(get, path = "/api/sessions/{id}", tag = "sessions",
+    params(("id" = String, Path, description = "Session id")),
+    security(("session_token" = [])),
+    responses((status = 200, body = SessionView), (status = 401, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get_session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<SessionView>, ApiError> {
+    let (sid, _) = authorize(&state, &headers, &id)?;
+    let s = state.store.get(&sid).await?.ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_session",
+            format!("session {sid} does not exist or has expired"),
+        )
+    })?;
+    let top = state.broker.open(&sid).await?;
+    Ok(Json(SessionView {
+        session_id: s.session_id.to_string(),
+        scenario_id: s.scenario_id.to_string(),
+        root_agent: s.root_agent.to_string(),
+        active_agent: s.active_agent.to_string(),
+        created_at: s.created_at,
+        updated_at: s.updated_at,
+        epoch: top.epoch,
+        seq: top.seq,
+    }))
+}

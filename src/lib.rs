@@ -1,0 +1,35 @@
+//! Switchboard: the server side of realtime voice-agent apps.
+//!
+//! Browsers talk to the OpenAI Realtime API directly over WebRTC; Switchboard owns
+//! everything around it: scenarios, the browser's ephemeral key, tools, moderation,
+//! orchestration, server-side agents, and a per-session event channel.
+//!
+//! # Layout
+//! - [`config`]: typed settings (clap + env), validated before the port is bound.
+//! - [`startup`]: `Application::build` / `run_until_stopped`, the shared `router(state)`.
+//! - [`error`]: `ApiError`, the one JSON error shape, and the JSON-rejection extractors.
+//! - [`telemetry`]: logging and request spans.
+//! - [`state`]: `AppState`, what handlers reach.
+//! - [`http`]: REST handlers, one file per resource.
+//! - [`auth`]: session tokens (HS256 JWT).
+//! - [`domain`]: validated identifier newtypes.
+//! - [`scenario`]: scenario files, validation, registry and JSON views.
+//! - [`store`]: `SessionStore` trait and the in-memory store.
+//! - [`broker`]: `Broker` trait (per-session histories) and the in-memory broker.
+//! - [`upstream`]: the OpenAI-compatible HTTP client.
+
+pub mod auth;
+pub mod broker;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod scenario;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod upstream;
+
+pub use config::Config;
+pub use startup::Application;

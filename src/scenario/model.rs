@@ -1,0 +1,343 @@
+//! The scenario file format (YAML) and its validation.
+//!
+//! A file is parsed into [`ScenarioFile`] (unknown fields are refused, so a typo is an error
+//! rather than a silently ignored setting), then [`ScenarioFile::validate`] checks every
+//! cross-reference and returns a [`Scenario`]. Every error names the file and the field.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::domain::{AgentName, ScenarioId, ToolName};
+
+/// Voices the Realtime API accepts.
+pub const VOICES: &[&str] = &[
+    "alloy", "ash", "ballad", "cedar", "coral", "echo", "marin", "sage", "shimmer", "verse",
+];
+
+/// One scenario file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    /// Scenario id (`[A-Za-z0-9_-]`).
+    pub id: String,
+    /// Human label.
+    pub label: String,
+    /// One-paragraph description.
+    #[serde(default)]
+    pub description: String,
+    /// Other ids that resolve to this scenario (e.g. `retail`).
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Company name the moderation guardrail judges brand safety against.
+    pub company_name: String,
+    /// Root agent when the client names none; defaults to the first agent.
+    #[serde(default)]
+    pub default_root: Option<String>,
+    /// Agents, in display order.
+    pub agents: Vec<AgentFile>,
+    /// Function tools the agents may use.
+    #[serde(default)]
+    pub tools: Vec<ToolFile>,
+}
+
+/// One agent as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentFile {
+    /// Agent name (`[A-Za-z0-9]`).
+    pub name: String,
+    /// Realtime voice (default `sage`, as in the public demo).
+    #[serde(default)]
+    pub voice: Option<String>,
+    /// When another agent should hand off to this one.
+    #[serde(default)]
+    pub handoff_description: String,
+    /// System instructions.
+    pub instructions: String,
+    /// Names of tools from the scenario's `tools`.
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// Names of agents this one may hand off to.
+    #[serde(default)]
+    pub handoffs: Vec<String>,
+}
+
+/// One function tool as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolFile {
+    /// Function name.
+    pub name: String,
+    /// What the tool does, for the model.
+    pub description: String,
+    /// JSON Schema of the arguments (an object schema).
+    pub parameters: Value,
+}
+
+/// A validated scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Scenario id.
+    pub id: ScenarioId,
+    /// Human label.
+    pub label: String,
+    /// Description.
+    pub description: String,
+    /// Alternative ids.
+    pub aliases: Vec<ScenarioId>,
+    /// Company name for the moderation guardrail.
+    pub company_name: String,
+    /// Default root agent.
+    pub default_root: AgentName,
+    /// Agents in file order.
+    pub agents: Vec<Agent>,
+    /// Tools by name.
+    pub tools: BTreeMap<ToolName, Tool>,
+    /// Where it came from (`builtin:<file>` or a path), for messages.
+    pub source: String,
+}
+
+/// A validated agent.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    /// Name.
+    pub name: AgentName,
+    /// Voice.
+    pub voice: String,
+    /// Handoff description.
+    pub handoff_description: String,
+    /// Instructions.
+    pub instructions: String,
+    /// Tools, in file order.
+    pub tools: Vec<ToolName>,
+    /// Handoff targets, in file order.
+    pub handoffs: Vec<AgentName>,
+}
+
+/// A validated tool declaration.
+#[derive(Debug, Clone)]
+pub struct Tool {
+    /// Name.
+    pub name: ToolName,
+    /// Description.
+    pub description: String,
+    /// JSON Schema of the arguments.
+    pub parameters: Value,
+}
+
+/// A scenario file that cannot be loaded; the message names the file and the field.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {field}: {message}")]
+pub struct ScenarioError {
+    /// The file (path or `builtin:<name>`).
+    pub file: String,
+    /// The field path, e.g. `agents[1].handoffs[0]`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Scenario {
+    /// The agent with this name.
+    pub fn agent(&self, name: &str) -> Option<&Agent> {
+        self.agents.iter().find(|a| a.name.as_str() == name)
+    }
+
+    /// Agent names in file order.
+    pub fn agent_names(&self) -> Vec<String> {
+        self.agents.iter().map(|a| a.name.to_string()).collect()
+    }
+}
+
+impl ScenarioFile {
+    /// Parses YAML text.
+    pub fn parse(file: &str, text: &str) -> Result<Self, ScenarioError> {
+        serde_yaml_ng::from_str(text).map_err(|e| ScenarioError {
+            file: file.to_owned(),
+            field: e
+                .location()
+                .map(|l| format!("line {} column {}", l.line(), l.column()))
+                .unwrap_or_else(|| "(document)".to_owned()),
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks every rule and returns the validated scenario.
+    pub fn validate(self, file: &str) -> Result<Scenario, ScenarioError> {
+        let err = |field: String, message: String| ScenarioError {
+            file: file.to_owned(),
+            field,
+            message,
+        };
+        let id: ScenarioId = self
+            .id
+            .parse()
+            .map_err(|e: crate::domain::InvalidId| err("id".into(), e.to_string()))?;
+        let aliases = self
+            .aliases
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                a.parse::<ScenarioId>()
+                    .map_err(|e| err(format!("aliases[{i}]"), e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.label.trim().is_empty() {
+            return Err(err("label".into(), "must not be empty".into()));
+        }
+        if self.company_name.trim().is_empty() {
+            return Err(err("company_name".into(), "must not be empty".into()));
+        }
+        if self.agents.is_empty() {
+            return Err(err(
+                "agents".into(),
+                "a scenario needs at least one agent".into(),
+            ));
+        }
+
+        let mut tools = BTreeMap::new();
+        for (i, t) in self.tools.into_iter().enumerate() {
+            let at = |f: &str| format!("tools[{i}].{f}");
+            let name: ToolName = t
+                .name
+                .parse()
+                .map_err(|e: crate::domain::InvalidId| err(at("name"), e.to_string()))?;
+            if t.description.trim().is_empty() {
+                return Err(err(at("description"), "must not be empty".into()));
+            }
+            check_parameters(&t.parameters).map_err(|m| err(at("parameters"), m))?;
+            let tool = Tool {
+                name: name.clone(),
+                description: t.description,
+                parameters: t.parameters,
+            };
+            if tools.insert(name.clone(), tool).is_some() {
+                return Err(err(at("name"), format!("tool {name:?} is declared twice")));
+            }
+        }
+
+        let mut names = HashSet::new();
+        for (i, a) in self.agents.iter().enumerate() {
+            let name: AgentName = a.name.parse().map_err(|e: crate::domain::InvalidId| {
+                err(format!("agents[{i}].name"), e.to_string())
+            })?;
+            if !names.insert(name) {
+                return Err(err(
+                    format!("agents[{i}].name"),
+                    format!("agent {:?} is declared twice", a.name),
+                ));
+            }
+        }
+        let known = self
+            .agents
+            .iter()
+            .map(|a| a.name.clone())
+            .collect::<Vec<_>>();
+
+        let mut agents = Vec::with_capacity(self.agents.len());
+        for (i, a) in self.agents.into_iter().enumerate() {
+            let at = |f: String| format!("agents[{i}].{f}");
+            if a.instructions.trim().is_empty() {
+                return Err(err(at("instructions".into()), "must not be empty".into()));
+            }
+            let voice = a.voice.unwrap_or_else(|| "sage".to_owned());
+            if !VOICES.contains(&voice.as_str()) {
+                return Err(err(
+                    at("voice".into()),
+                    format!("unknown voice {voice:?}; use one of {}", VOICES.join(", ")),
+                ));
+            }
+            let mut agent_tools = Vec::new();
+            for (j, t) in a.tools.iter().enumerate() {
+                match tools.keys().find(|k| k.as_str() == t) {
+                    Some(k) if !agent_tools.contains(k) => agent_tools.push(k.clone()),
+                    Some(_) => {
+                        return Err(err(
+                            at(format!("tools[{j}]")),
+                            format!("tool {t:?} is listed twice"),
+                        ));
+                    }
+                    None => {
+                        return Err(err(
+                            at(format!("tools[{j}]")),
+                            format!("unknown tool {t:?}: declare it under `tools`"),
+                        ));
+                    }
+                }
+            }
+            let mut handoffs: Vec<AgentName> = Vec::new();
+            for (j, h) in a.handoffs.iter().enumerate() {
+                if h == &a.name {
+                    return Err(err(
+                        at(format!("handoffs[{j}]")),
+                        "an agent cannot hand off to itself".into(),
+                    ));
+                }
+                if !known.contains(h) {
+                    return Err(err(
+                        at(format!("handoffs[{j}]")),
+                        format!("unknown agent {h:?}; agents are {}", known.join(", ")),
+                    ));
+                }
+                let target: AgentName = h.parse().expect("checked against validated names");
+                if handoffs.contains(&target) {
+                    return Err(err(
+                        at(format!("handoffs[{j}]")),
+                        format!("{h:?} is listed twice"),
+                    ));
+                }
+                handoffs.push(target);
+            }
+            agents.push(Agent {
+                name: a.name.parse().expect("validated above"),
+                voice,
+                handoff_description: a.handoff_description,
+                instructions: a.instructions,
+                tools: agent_tools,
+                handoffs,
+            });
+        }
+
+        let default_root = match self.default_root {
+            None => agents[0].name.clone(),
+            Some(r) => agents
+                .iter()
+                .find(|a| a.name.as_str() == r)
+                .map(|a| a.name.clone())
+                .ok_or_else(|| {
+                    err(
+                        "default_root".into(),
+                        format!("unknown agent {r:?}; agents are {}", known.join(", ")),
+                    )
+                })?,
+        };
+
+        Ok(Scenario {
+            id,
+            label: self.label,
+            description: self.description,
+            aliases,
+            company_name: self.company_name,
+            default_root,
+            agents,
+            tools,
+            source: file.to_owned(),
+        })
+    }
+}
+
+/// A tool's `parameters` must be a valid JSON Schema describing an object.
+fn check_parameters(schema: &Value) -> Result<(), String> {
+    if !schema.is_object() {
+        return Err("must be a JSON Schema object".into());
+    }
+    if schema.get("type").and_then(Value::as_str) != Some("object") {
+        return Err("must have \"type\": \"object\" (function arguments are an object)".into());
+    }
+    jsonschema::meta::validate(schema).map_err(|e| format!("not a valid JSON Schema: {e}"))?;
+    jsonschema::validator_for(schema)
+        .map(|_| ())
+        .map_err(|e| format!("not a usable JSON Schema: {e}"))
+}

@@ -1,0 +1,187 @@
+//! Building and running the application: `Application::build` wires config into state and
+//! the router and binds the port; `router(state)` is the one router tests and the binary
+//! share; `run_until_stopped` serves until SIGINT/SIGTERM and then drains gracefully.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::auth::TokenIssuer;
+use crate::broker::memory::MemoryBroker;
+use crate::config::Config;
+use crate::error::{json_error_layer, not_found_fallback, panic_response};
+use crate::scenario::ScenarioRegistry;
+use crate::state::{AppState, Inner};
+use crate::store::memory::MemoryStore;
+use crate::upstream::UpstreamClient;
+
+/// A built application, bound to its port and ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Loads scenarios, connects backends, and binds the port. Fails (before binding) on
+    /// any invalid setting or scenario file.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.check_mode()?;
+        if config.redis_url.is_some() {
+            anyhow::bail!(
+                "invalid setting SWITCHBOARD_REDIS_URL: Redis mode is not available in this build yet; \
+                 unset REDIS_URL to run in embedded mode"
+            );
+        }
+        let scenarios = ScenarioRegistry::load(config.scenarios_dir.as_deref())
+            .context("invalid scenario file")?;
+        let (tokens, generated) = TokenIssuer::from_config(&config);
+        if generated {
+            tracing::warn!(
+                "no SWITCHBOARD_SESSION_SECRET is set: session tokens are signed with a random \
+                 per-process secret and stop working when the process restarts"
+            );
+        }
+        let upstream =
+            UpstreamClient::from_config(&config).context("building the upstream client")?;
+        let state = AppState::new(Inner {
+            store: MemoryStore::new(config.session_ttl),
+            broker: Arc::new(MemoryBroker::new()),
+            scenarios,
+            upstream,
+            tokens,
+            instance_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
+            started: Instant::now(),
+            config,
+        });
+        let listener = TcpListener::bind(state.config.bind)
+            .await
+            .with_context(|| format!("binding {}", state.config.bind))?;
+        let addr = listener.local_addr()?;
+        let upstream_desc = match &state.upstream {
+            Some(_) => format!("configured ({})", state.config.openai_base_url),
+            None => "offline (no OPENAI_API_KEY)".to_owned(),
+        };
+        tracing::info!(
+            mode = state.config.mode(),
+            upstream = %upstream_desc,
+            address = %addr,
+            instance_id = %state.instance_id,
+            "switchboard is listening on http://{addr} in {} mode, upstream {upstream_desc}",
+            state.config.mode()
+        );
+        Ok(Self { listener, state })
+    }
+
+    /// The bound port (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The application state (tests reach stores through it).
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until SIGINT or SIGTERM.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_with_shutdown(shutdown_signal()).await
+    }
+
+    /// Serves until `signal` completes, then stops accepting and drains in-flight requests.
+    pub async fn run_with_shutdown(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = router(self.state);
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal)
+        .await
+    }
+}
+
+/// The application router with every layer.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.body_limit;
+    let cors = cors_layer(&state.config.cors_origins);
+    let request_id = HeaderName::from_static("x-request-id");
+    let mut app = crate::http::routes()
+        .fallback(not_found_fallback)
+        .layer(DefaultBodyLimit::max(body_limit));
+    if let Some(cors) = cors {
+        app = app.layer(cors);
+    }
+    app.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::new(request_id))
+            .layer(TraceLayer::new_for_http().make_span_with(crate::telemetry::request_span))
+            .layer(axum::middleware::from_fn(json_error_layer))
+            .layer(CatchPanicLayer::custom(panic_response)),
+    )
+    .with_state(state)
+}
+
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("last-event-id"),
+            ]),
+    )
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received; draining in-flight requests");
+}

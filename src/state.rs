@@ -1,0 +1,83 @@
+//! `AppState`: what every handler can reach. Built once by `startup`, cloned per request
+//! (a pointer copy).
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::auth::TokenIssuer;
+use crate::broker::{Broker, BrokerError};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::scenario::ScenarioRegistry;
+use crate::store::{SessionStore, StoreError};
+use crate::upstream::UpstreamClient;
+
+/// Shared application state.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// The contents of [`AppState`].
+pub struct Inner {
+    /// Checked settings.
+    pub config: Config,
+    /// Loaded scenarios.
+    pub scenarios: ScenarioRegistry,
+    /// Session state.
+    pub store: Arc<dyn SessionStore>,
+    /// Event histories.
+    pub broker: Arc<dyn Broker>,
+    /// Upstream client; `None` when offline.
+    pub upstream: Option<UpstreamClient>,
+    /// Session tokens.
+    pub tokens: TokenIssuer,
+    /// This process's id (in `/api/health` and the `welcome` frame).
+    pub instance_id: String,
+    /// Process start, for uptime.
+    pub started: Instant,
+}
+
+impl AppState {
+    /// Wraps the parts.
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+
+    /// The upstream client, or `503 upstream_not_configured` when offline.
+    pub fn upstream(&self) -> Result<&UpstreamClient, ApiError> {
+        self.upstream
+            .as_ref()
+            .ok_or_else(ApiError::upstream_not_configured)
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "session store failed");
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the session store is unavailable; retry shortly",
+        )
+        .with_retry_after(1)
+    }
+}
+
+impl From<BrokerError> for ApiError {
+    fn from(e: BrokerError) -> Self {
+        tracing::error!(error = %e, "broker failed");
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "broker_unavailable",
+            "the event broker is unavailable; retry shortly",
+        )
+        .with_retry_after(1)
+    }
+}

@@ -1,0 +1,132 @@
+//! In-memory [`SessionStore`] for embedded mode: a sharded map with sliding expiry.
+//!
+//! Expired entries are invisible at once (checked on read) and removed by a sweeper task,
+//! so memory stays bounded by the sessions active within one TTL. Time comes from
+//! `tokio::time`, so tests can pause and advance it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use tokio::time::Instant;
+
+use super::{SessionState, SessionStore, StoreError};
+use crate::domain::SessionId;
+
+struct Entry {
+    state: SessionState,
+    expires: Instant,
+}
+
+/// Sessions in process memory.
+pub struct MemoryStore {
+    map: DashMap<SessionId, Entry>,
+    ttl: Duration,
+}
+
+impl MemoryStore {
+    /// A store whose sessions expire after `ttl` without activity, with its sweeper running.
+    pub fn new(ttl: Duration) -> Arc<Self> {
+        let store = Arc::new(Self {
+            map: DashMap::new(),
+            ttl,
+        });
+        let weak = Arc::downgrade(&store);
+        let every = ttl.clamp(Duration::from_millis(100), Duration::from_secs(60));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let Some(store) = weak.upgrade() else { break };
+                let now = Instant::now();
+                store.map.retain(|_, e| e.expires > now);
+            }
+        });
+        store
+    }
+
+    /// Number of live entries (expired ones not yet swept count too).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn create(&self, state: &SessionState) -> Result<(), StoreError> {
+        self.map.insert(
+            state.session_id.clone(),
+            Entry {
+                state: state.clone(),
+                expires: Instant::now() + self.ttl,
+            },
+        );
+        Ok(())
+    }
+
+    async fn get(&self, id: &SessionId) -> Result<Option<SessionState>, StoreError> {
+        let now = Instant::now();
+        let Some(mut e) = self.map.get_mut(id) else {
+            return Ok(None);
+        };
+        if e.expires <= now {
+            drop(e);
+            self.map.remove_if(id, |_, e| e.expires <= now);
+            return Ok(None);
+        }
+        e.expires = now + self.ttl;
+        Ok(Some(e.state.clone()))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(id: &str) -> SessionState {
+        SessionState {
+            session_id: id.parse().unwrap(),
+            scenario_id: "simpleHandoff".parse().unwrap(),
+            root_agent: "greeter".parse().unwrap(),
+            active_agent: "greeter".parse().unwrap(),
+            created_at: super::super::now_rfc3339(),
+            updated_at: super::super::now_rfc3339(),
+            context: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ttl_slides_on_read_and_expires_when_idle() {
+        let store = MemoryStore::new(Duration::from_secs(10));
+        let s = state("s1");
+        store.create(&s).await.unwrap();
+        tokio::time::advance(Duration::from_secs(8)).await;
+        assert_eq!(store.get(&s.session_id).await.unwrap(), Some(s.clone()));
+        // The read pushed expiry to t=18s; at t=16s it is still there.
+        tokio::time::advance(Duration::from_secs(8)).await;
+        assert!(store.get(&s.session_id).await.unwrap().is_some());
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(store.get(&s.session_id).await.unwrap(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sweeper_removes_idle_sessions() {
+        let store = MemoryStore::new(Duration::from_secs(1));
+        for i in 0..50 {
+            store.create(&state(&format!("s{i}"))).await.unwrap();
+        }
+        assert_eq!(store.len(), 50);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(store.is_empty());
+    }
+}

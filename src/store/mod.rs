@@ -1,0 +1,63 @@
+//! Session state: the `SessionStore` trait and its implementations.
+//!
+//! A session is created by `session2` and read by every session-scoped endpoint. Its TTL
+//! slides: every successful read or write pushes the expiry out by the configured idle
+//! lifetime. The in-memory implementation ([`memory::MemoryStore`]) serves embedded mode;
+//! the Redis one (`sb:{S}:state`, DESIGN.md §5) serves Redis mode.
+
+pub mod memory;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{AgentName, ScenarioId, SessionId};
+
+/// What the store keeps about one session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionState {
+    /// Session id.
+    pub session_id: SessionId,
+    /// Canonical scenario id (never an alias).
+    pub scenario_id: ScenarioId,
+    /// Root agent chosen at bootstrap.
+    pub root_agent: AgentName,
+    /// Agent currently in charge (changes on handoffs and orchestration).
+    pub active_agent: AgentName,
+    /// Creation time, RFC 3339 UTC.
+    pub created_at: String,
+    /// Last change, RFC 3339 UTC.
+    pub updated_at: String,
+    /// Context supplied at bootstrap, appended to the root agent's instructions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+}
+
+/// A store failure. Callers answer it as a 503 (the backend is unavailable) and never as a
+/// client error.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend could not be reached or answered with an error.
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be decoded.
+    #[error("session store holds undecodable data: {0}")]
+    Corrupt(String),
+}
+
+/// Session state storage.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Stores a new session (replacing any previous state under the same id) with a fresh TTL.
+    async fn create(&self, state: &SessionState) -> Result<(), StoreError>;
+
+    /// Reads a session and slides its TTL. `Ok(None)` when it never existed or expired.
+    async fn get(&self, id: &SessionId) -> Result<Option<SessionState>, StoreError>;
+
+    /// Checks the backend answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Now as RFC 3339 UTC with milliseconds.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}

@@ -1,0 +1,273 @@
+//! The OpenAI-compatible HTTP client: realtime keys, responses (plain and streamed).
+//!
+//! Every call has a timeout and is retried a bounded number of times, with full-jitter
+//! exponential backoff, after a connection error or a 429/5xx answer (honouring a short
+//! `Retry-After`). A timeout is not retried: the upstream may still be working on it, and
+//! a model call costs money. Errors carry the upstream's own message with the API key
+//! scrubbed out; [`UpstreamError`] converts to `502 upstream_error` / `504 upstream_timeout`.
+//! The key lives in a `SecretString` and is only exposed to build the `Authorization` header.
+
+pub mod realtime;
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use rand::Rng;
+use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::error::ApiError;
+
+/// Longest upstream message passed on to a client.
+const MAX_MESSAGE: usize = 500;
+/// Longest `Retry-After` we wait for between attempts.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// An upstream call that failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    /// No answer within the timeout.
+    #[error("upstream timed out after {0:?}")]
+    Timeout(Duration),
+    /// The upstream answered with an error status.
+    #[error("upstream answered {status}: {message}")]
+    Status {
+        /// The upstream's status code.
+        status: u16,
+        /// The upstream's message (key scrubbed).
+        message: String,
+    },
+    /// Connection or protocol failure.
+    #[error("upstream unreachable: {0}")]
+    Transport(String),
+    /// The upstream answered 2xx with a body we cannot use.
+    #[error("upstream answered with an unexpected body: {0}")]
+    InvalidBody(String),
+}
+
+impl From<UpstreamError> for ApiError {
+    fn from(e: UpstreamError) -> Self {
+        match e {
+            UpstreamError::Timeout(_) => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                e.to_string(),
+            ),
+            _ => ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", e.to_string()),
+        }
+    }
+}
+
+impl UpstreamError {
+    /// For pure proxies (`/api/responses`), where the client wrote the request body: an
+    /// upstream 400/404/409/413/422 is the client's mistake and keeps its status (code
+    /// `upstream_rejected`), so SDK clients do not retry it; everything else maps as usual.
+    pub fn into_proxy_error(self) -> ApiError {
+        match &self {
+            UpstreamError::Status {
+                status: s @ (400 | 404 | 409 | 413 | 422),
+                message,
+            } => ApiError::new(
+                StatusCode::from_u16(*s).unwrap_or(StatusCode::BAD_REQUEST),
+                "upstream_rejected",
+                format!("upstream refused the request: {message}"),
+            ),
+            _ => self.into(),
+        }
+    }
+}
+
+/// OpenAI-compatible client.
+pub struct UpstreamClient {
+    http: reqwest::Client,
+    stream_http: reqwest::Client,
+    base_url: String,
+    key: SecretString,
+    retries: u32,
+    timeout: Duration,
+}
+
+impl UpstreamClient {
+    /// A client for the configured upstream, or `None` when offline (no key).
+    pub fn from_config(config: &Config) -> anyhow::Result<Option<Self>> {
+        let Some(key) = config.openai_api_key.clone() else {
+            return Ok(None);
+        };
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(config.upstream_timeout.min(Duration::from_secs(10)))
+                .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
+        };
+        Ok(Some(Self {
+            http: builder().timeout(config.upstream_timeout).build()?,
+            // Streams may run long; only the wait between chunks is bounded.
+            stream_http: builder().read_timeout(config.upstream_timeout).build()?,
+            base_url: config.openai_base_url.clone(),
+            key,
+            retries: config.upstream_retries,
+            timeout: config.upstream_timeout,
+        }))
+    }
+
+    /// POSTs JSON to `path` (relative to the base URL) and returns the JSON answer.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, UpstreamError> {
+        let resp = self.send(&self.http, path, body).await?;
+        let bytes = resp.bytes().await.map_err(|e| self.map_reqwest(e))?;
+        serde_json::from_slice(&bytes).map_err(|e| UpstreamError::InvalidBody(e.to_string()))
+    }
+
+    /// POSTs JSON to `path` and returns the successful response unread, for streaming.
+    pub async fn post_stream(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        self.send(&self.stream_http, path, body).await
+    }
+
+    async fn send(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        body: &Value,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let url = format!("{}/{}", self.base_url, path.trim_start_matches('/'));
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.key.expose_secret()))
+            .map_err(|_| UpstreamError::Transport("the API key is not a valid header".into()))?;
+        auth.set_sensitive(true);
+        let mut attempt = 0;
+        loop {
+            let result = client
+                .post(&url)
+                .header(AUTHORIZATION, auth.clone())
+                .json(body)
+                .send()
+                .await;
+            let (err, retry_after) = match result {
+                Ok(resp) if resp.status().is_success() => return Ok(resp),
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let retry_after = resp
+                        .headers()
+                        .get(RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<f64>().ok())
+                        .map(|s| Duration::from_secs_f64(s.clamp(0.0, 60.0)));
+                    let text = resp.text().await.unwrap_or_default();
+                    let message = self.scrub(&upstream_message(&text));
+                    (UpstreamError::Status { status, message }, retry_after)
+                }
+                Err(e) => (self.map_reqwest(e), None),
+            };
+            let retryable = match &err {
+                UpstreamError::Status { status, .. } => *status == 429 || *status >= 500,
+                UpstreamError::Transport(_) => true,
+                _ => false,
+            };
+            if !retryable || attempt >= self.retries {
+                tracing::warn!(path, attempt, error = %err, "upstream call failed");
+                return Err(err);
+            }
+            let backoff = retry_after
+                .filter(|d| *d <= MAX_RETRY_AFTER)
+                .unwrap_or_else(|| full_jitter(attempt));
+            tracing::info!(path, attempt, ?backoff, error = %err, "retrying upstream call");
+            tokio::time::sleep(backoff).await;
+            attempt += 1;
+        }
+    }
+
+    fn map_reqwest(&self, e: reqwest::Error) -> UpstreamError {
+        if e.is_timeout() {
+            UpstreamError::Timeout(self.timeout)
+        } else {
+            // reqwest errors carry the URL, never headers, so no key can leak here.
+            UpstreamError::Transport(self.scrub(&e.without_url().to_string()))
+        }
+    }
+
+    /// Removes the key (and anything shaped like an OpenAI key) from upstream text.
+    fn scrub(&self, text: &str) -> String {
+        let key = self.key.expose_secret();
+        let text = if key.len() >= 8 {
+            text.replace(key, "[redacted]")
+        } else {
+            text.to_owned()
+        };
+        scrub_key_like(&text)
+    }
+}
+
+/// Full-jitter exponential backoff: uniform in `[0, 250ms * 2^attempt]`, capped at 4 s.
+fn full_jitter(attempt: u32) -> Duration {
+    let cap = (250u64 << attempt.min(4)).min(4000);
+    Duration::from_millis(rand::rng().random_range(0..=cap))
+}
+
+/// The upstream's `error.message`, or the start of the body.
+fn upstream_message(body: &str) -> String {
+    let parsed: Option<Value> = serde_json::from_str(body).ok();
+    let msg = parsed
+        .as_ref()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .or_else(|| v.get("error").filter(|e| e.is_string()))
+                .or_else(|| v.get("message"))
+        })
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| body.trim().to_owned());
+    let msg = if msg.is_empty() {
+        "(no message)".to_owned()
+    } else {
+        msg
+    };
+    msg.chars().take(MAX_MESSAGE).collect()
+}
+
+/// Masks tokens that look like OpenAI keys (`sk-...`, `ek_...`), which upstream error
+/// messages sometimes quote in part.
+fn scrub_key_like(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find("sk-").or_else(|| rest.find("ek_")) {
+        out.push_str(&rest[..pos]);
+        let tail = &rest[pos..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '*')))
+            .unwrap_or(tail.len());
+        out.push_str("[redacted]");
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_come_from_the_error_object_and_keys_are_masked() {
+        assert_eq!(
+            upstream_message(r#"{"error":{"message":"bad model","type":"x"}}"#),
+            "bad model"
+        );
+        assert_eq!(upstream_message("plain failure"), "plain failure");
+        assert_eq!(upstream_message(""), "(no message)");
+        assert_eq!(
+            scrub_key_like("Incorrect API key provided: sk-proj-ab**cd. Check it."),
+            "Incorrect API key provided: [redacted]. Check it."
+        );
+        assert_eq!(scrub_key_like("no keys here"), "no keys here");
+    }
+
+    #[test]
+    fn backoff_is_bounded() {
+        for attempt in 0..20 {
+            assert!(full_jitter(attempt) <= Duration::from_secs(4));
+        }
+    }
+}
