@@ -447,7 +447,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_setting() {
-        let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             (&[], &[("PORT", "eighty")], "PORT"),
             (&["--port", "70000"], &[], "SWITCHBOARD_PORT"),
             (&["--key-ttl", "5s"], &[], "SWITCHBOARD_KEY_TTL"),

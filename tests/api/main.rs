@@ -1,0 +1,16 @@
+//! Integration tests: the real application on 127.0.0.1:0, a fake upstream on loopback.
+//! One test binary (faster to link than one per file).
+
+mod support;
+
+mod binary;
+mod errors;
+mod health;
+mod keys;
+mod openapi;
+mod python_sdk;
+mod responses;
+mod scenario_files;
+mod scenarios;
+mod session2;
+mod sessions;
