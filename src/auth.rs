@@ -130,6 +130,29 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// Checks the request carries the server API key (`Authorization: Bearer <key>`), in
+/// constant time. Without a configured key, server endpoints are closed.
+pub fn require_api_key(config: &Config, headers: &HeaderMap) -> Result<(), ApiError> {
+    use subtle::ConstantTimeEq;
+    let Some(expected) = &config.api_key else {
+        return Err(ApiError::unauthorized(
+            "server endpoints are disabled: set SWITCHBOARD_API_KEY to use them",
+        ));
+    };
+    let given = bearer(headers).ok_or_else(|| {
+        ApiError::unauthorized("the server API key is required (Authorization: Bearer <key>)")
+    })?;
+    let ok: bool = given
+        .as_bytes()
+        .ct_eq(expected.expose_secret().as_bytes())
+        .into();
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized("the server API key is not valid"))
+    }
+}
+
 /// Unix time in seconds.
 pub fn unix_now() -> u64 {
     SystemTime::now()

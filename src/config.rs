@@ -90,6 +90,21 @@ pub struct Cli {
     /// Log format: `text` or `json`.
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+    /// Events kept per session for replay.
+    #[arg(long, env = "SWITCHBOARD_HISTORY_SIZE", default_value = "1000")]
+    pub history_size: String,
+    /// How long events are kept for replay.
+    #[arg(long, env = "SWITCHBOARD_HISTORY_TTL", default_value = "24h")]
+    pub history_ttl: String,
+    /// Interval of server pings on the event channel; two silent intervals drop a client.
+    #[arg(long, env = "SWITCHBOARD_HEARTBEAT", default_value = "25s")]
+    pub heartbeat: String,
+    /// Largest client frame on the WebSocket, in bytes (larger closes with 1009).
+    #[arg(long, env = "SWITCHBOARD_MAX_FRAME", default_value = "65536")]
+    pub max_frame: String,
+    /// Events queued per connection before it is closed as a slow consumer (4008).
+    #[arg(long, env = "SWITCHBOARD_CONN_QUEUE", default_value = "512")]
+    pub conn_queue: String,
 }
 
 /// Log output format.
@@ -142,6 +157,16 @@ pub struct Config {
     pub context_max_bytes: usize,
     /// Log format.
     pub log_format: LogFormat,
+    /// Events kept per session.
+    pub history_size: usize,
+    /// Event retention.
+    pub history_ttl: Duration,
+    /// Server ping interval on the event channel.
+    pub heartbeat: Duration,
+    /// Largest client frame, bytes.
+    pub max_frame: usize,
+    /// Per-connection queue length.
+    pub conn_queue: usize,
 }
 
 impl Default for Config {
@@ -167,6 +192,11 @@ impl Default for Config {
             public_url: None,
             context_max_bytes: 16 * 1024,
             log_format: LogFormat::Text,
+            history_size: 1000,
+            history_ttl: Duration::from_secs(86_400),
+            heartbeat: Duration::from_secs(25),
+            max_frame: 64 * 1024,
+            conn_queue: 512,
         }
     }
 }
@@ -308,6 +338,34 @@ impl Config {
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let history_size = number::<usize>("SWITCHBOARD_HISTORY_SIZE", &cli.history_size)?;
+        if !(1..=1_000_000).contains(&history_size) {
+            return Err(bad(
+                "SWITCHBOARD_HISTORY_SIZE",
+                "must be between 1 and 1000000",
+            ));
+        }
+        let history_ttl = duration("SWITCHBOARD_HISTORY_TTL", &cli.history_ttl)?;
+        let heartbeat = duration("SWITCHBOARD_HEARTBEAT", &cli.heartbeat)?;
+        for (name, d) in [
+            ("SWITCHBOARD_HISTORY_TTL", history_ttl),
+            ("SWITCHBOARD_HEARTBEAT", heartbeat),
+        ] {
+            if d < Duration::from_secs(1) {
+                return Err(bad(name, "must be at least 1s"));
+            }
+        }
+        let max_frame = number::<usize>("SWITCHBOARD_MAX_FRAME", &cli.max_frame)?;
+        if max_frame < 256 {
+            return Err(bad("SWITCHBOARD_MAX_FRAME", "must be at least 256 bytes"));
+        }
+        let conn_queue = number::<usize>("SWITCHBOARD_CONN_QUEUE", &cli.conn_queue)?;
+        if !(1..=1_000_000).contains(&conn_queue) {
+            return Err(bad(
+                "SWITCHBOARD_CONN_QUEUE",
+                "must be between 1 and 1000000",
+            ));
+        }
         let config = Self {
             bind: SocketAddr::new(host, port),
             redis_url,
@@ -331,6 +389,11 @@ impl Config {
             public_url,
             context_max_bytes,
             log_format,
+            history_size,
+            history_ttl,
+            heartbeat,
+            max_frame,
+            conn_queue,
         };
         config.check_mode()?;
         Ok(config)
@@ -486,6 +549,10 @@ mod tests {
                 "SWITCHBOARD_SCENARIOS_DIR",
             ),
             (&["--host", "localhost:1"], &[], "SWITCHBOARD_HOST"),
+            (&["--history-size", "0"], &[], "SWITCHBOARD_HISTORY_SIZE"),
+            (&["--heartbeat", "0s"], &[], "SWITCHBOARD_HEARTBEAT"),
+            (&["--max-frame", "12"], &[], "SWITCHBOARD_MAX_FRAME"),
+            (&["--conn-queue", "none"], &[], "SWITCHBOARD_CONN_QUEUE"),
         ];
         for (args, env, setting) in cases {
             let err = parse(args, env).expect_err(setting);

@@ -17,6 +17,7 @@
 //! - [`store`]: `SessionStore` trait and the in-memory store.
 //! - [`broker`]: `Broker` trait (per-session histories) and the in-memory broker.
 //! - [`upstream`]: the OpenAI-compatible HTTP client.
+//! - [`ws`]: the event channel (WebSocket, SSE), the local hub, recovery.
 
 pub mod auth;
 pub mod broker;
@@ -30,6 +31,7 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod upstream;
+pub mod ws;
 
 pub use config::Config;
 pub use startup::Application;

@@ -4,7 +4,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -26,6 +25,7 @@ use crate::scenario::ScenarioRegistry;
 use crate::state::{AppState, Inner};
 use crate::store::memory::MemoryStore;
 use crate::upstream::UpstreamClient;
+use crate::ws::hub::Hub;
 
 /// A built application, bound to its port and ready to serve.
 pub struct Application {
@@ -55,9 +55,12 @@ impl Application {
         }
         let upstream =
             UpstreamClient::from_config(&config).context("building the upstream client")?;
+        let hub = Hub::new(config.conn_queue);
+        let broker = MemoryBroker::new(hub.clone(), config.history_size, config.history_ttl);
         let state = AppState::new(Inner {
             store: MemoryStore::new(config.session_ttl),
-            broker: Arc::new(MemoryBroker::new()),
+            broker,
+            hub,
             scenarios,
             upstream,
             tokens,
@@ -106,11 +109,18 @@ impl Application {
         self.run_with_shutdown(shutdown_signal()).await
     }
 
-    /// Serves until `signal` completes, then stops accepting and drains in-flight requests.
+    /// Serves until `signal` completes, then closes every event-channel connection with
+    /// 1012 (clients reconnect elsewhere with `since`/`epoch`), stops accepting and drains
+    /// in-flight requests.
     pub async fn run_with_shutdown(
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let hub = self.state.hub.clone();
+        let signal = async move {
+            signal.await;
+            hub.close_all(proto_events::CloseCode::ServiceRestart);
+        };
         let app = router(self.state);
         axum::serve(
             self.listener,

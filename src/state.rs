@@ -27,6 +27,8 @@ pub struct Inner {
     pub store: Arc<dyn SessionStore>,
     /// Event histories.
     pub broker: Arc<dyn Broker>,
+    /// This instance's connections.
+    pub hub: Arc<crate::ws::hub::Hub>,
     /// Upstream client; `None` when offline.
     pub upstream: Option<UpstreamClient>,
     /// Session tokens.

@@ -9,6 +9,15 @@
 //!   `id`, `ts`, `data`, optional `trace_id`).
 //! - [`EventType`]: the validated event type (documented kinds plus custom `x.*`).
 //! - [`Top`]: a session's history position (`epoch` + last `seq`).
+//! - [`frames`]: `welcome`, `pong`, error frames, client commands, close codes.
+//! - [`events`]: typed `data` of the documented event kinds.
+//! - [`schema`]: JSON Schemas and the AsyncAPI document generated from these types.
+
+pub mod events;
+pub mod frames;
+pub mod schema;
+
+pub use frames::{ClientCommand, CloseCode, ErrorFrame, FrameError, Pong, Welcome};
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,31 +1,119 @@
-//! The event broker: per-session histories with `{epoch, seq}` positions.
+//! The event broker: per-session histories with `{epoch, seq}` positions, publish with
+//! idempotency, and live delivery to this instance's sockets.
 //!
-//! Every session gets a history when it is created (`open`), named by an opaque `epoch`
-//! that changes only if the history is lost. The event channel (publish, live delivery,
-//! replay) is built on this trait; `MemoryBroker` serves embedded mode.
+//! A publish assigns the next `seq`, stores the envelope in the session's bounded history
+//! and hands it to the instance's [`LiveSink`] (the local hub) for every instance that
+//! subscribed to the session. The envelope is serialized exactly once, at publish; history,
+//! replay and live delivery all share those bytes ([`Frame`]). `MemoryBroker` serves
+//! embedded mode; the Redis broker implements the same contract across instances, and one
+//! contract test suite (`tests/api/broker_contract.rs`) runs against both.
 
 pub mod memory;
 
 use async_trait::async_trait;
+use axum::extract::ws::Utf8Bytes;
 pub use proto_events::Top;
+use proto_events::{Envelope, EventType};
+use serde_json::Value;
 
 use crate::domain::SessionId;
 
-/// A broker failure: the backend is unreachable or refused the operation. Nothing was
-/// written; callers answer `503 broker_unavailable`.
+/// A broker failure: the backend is unreachable or refused the operation. A failed publish
+/// wrote nothing; callers answer `503 broker_unavailable` with `Retry-After`.
 #[derive(Debug, thiserror::Error)]
 #[error("broker unavailable: {0}")]
 pub struct BrokerError(pub String);
 
-/// Per-session event histories.
+/// One serialized event: its `seq` (for ordering and de-duplication without parsing) and
+/// the envelope's JSON, shared by every receiver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The envelope's seq.
+    pub seq: u64,
+    /// The envelope as JSON text (reference-counted: cloning shares the bytes, and a
+    /// WebSocket text message or an SSE data line is made from it without copying or
+    /// re-validating).
+    pub json: Utf8Bytes,
+}
+
+/// What to publish.
+#[derive(Debug, Clone)]
+pub struct Publish {
+    /// Event type.
+    pub kind: EventType,
+    /// Payload.
+    pub data: Value,
+    /// A retry with the same key (within the idempotency window) returns the first
+    /// publish's result and publishes nothing.
+    pub idempotency_key: Option<String>,
+    /// Trace id of the causing request, copied into the envelope.
+    pub trace_id: Option<String>,
+}
+
+/// The result of a publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// Assigned seq.
+    pub seq: u64,
+    /// History epoch.
+    pub epoch: String,
+    /// Event id (UUIDv7).
+    pub id: uuid::Uuid,
+    /// True when an earlier publish with the same idempotency key was returned instead.
+    pub duplicate: bool,
+}
+
+/// A read of a session's history.
+#[derive(Debug, Clone)]
+pub struct History {
+    /// Position at the time of the read.
+    pub top: Top,
+    /// The retained events with `seq > after`, ascending.
+    pub events: Vec<Frame>,
+    /// True when `events` holds *every* event after `after` up to `top.seq` (nothing was
+    /// trimmed away and `after <= top.seq`).
+    pub complete: bool,
+}
+
+/// Where live events go on this instance (the local hub).
+pub trait LiveSink: Send + Sync + 'static {
+    /// Delivers one event of `session` to local receivers. Must not block.
+    fn deliver(&self, session: &SessionId, frame: Frame);
+}
+
+/// Per-session event histories and live delivery.
+///
+/// Ordering: for one session, publishes are totally ordered by `seq` (1, 2, 3, ... with no
+/// gaps within an epoch), and the sink sees a session's events in `seq` order.
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
-    /// Creates the session's history if it does not exist and returns its position.
-    /// Idempotent: opening an existing history returns its current top unchanged.
+    /// Creates the session's history if missing and returns its position. Idempotent:
+    /// opening an existing history returns its current top unchanged.
     async fn open(&self, session: &SessionId) -> Result<Top, BrokerError>;
 
-    /// The current position of a session's history, `None` if it has none.
+    /// Publishes an event: assigns the next `seq` (creating the history if missing), stores
+    /// it, and delivers it live. When it returns `Ok`, the event is in the history. On `Err`
+    /// nothing was stored or delivered. With an idempotency key seen within the last
+    /// 5 minutes, returns the first result with `duplicate: true` and publishes nothing.
+    async fn publish(&self, session: &SessionId, event: Publish) -> Result<Published, BrokerError>;
+
+    /// The retained events after `after`, and whether they are complete. `Ok(None)` when the
+    /// session has no history (never opened, or expired).
+    async fn history(
+        &self,
+        session: &SessionId,
+        after: u64,
+    ) -> Result<Option<History>, BrokerError>;
+
+    /// The current position, `None` without a history.
     async fn top(&self, session: &SessionId) -> Result<Option<Top>, BrokerError>;
+
+    /// Starts live delivery of `session` to this instance's sink. When it returns, every
+    /// later publish (from any instance) reaches the sink. Calls are counted per session.
+    async fn subscribe(&self, session: &SessionId) -> Result<(), BrokerError>;
+
+    /// Stops live delivery of `session` to this instance.
+    async fn unsubscribe(&self, session: &SessionId) -> Result<(), BrokerError>;
 
     /// Checks the backend answers (readiness).
     async fn ping(&self) -> Result<(), BrokerError>;
@@ -34,4 +122,27 @@ pub trait Broker: Send + Sync + 'static {
 /// A fresh epoch: an opaque, unique string.
 pub fn new_epoch() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..16].to_owned()
+}
+
+/// Builds and serializes an envelope (the one place channel JSON is produced).
+pub fn encode(session: &SessionId, seq: u64, epoch: &str, event: &Publish) -> (uuid::Uuid, Frame) {
+    let id = uuid::Uuid::now_v7();
+    let env = Envelope {
+        kind: event.kind.clone(),
+        session_id: session.to_string(),
+        seq,
+        epoch: epoch.to_owned(),
+        id,
+        ts: crate::store::now_rfc3339(),
+        data: event.data.clone(),
+        trace_id: event.trace_id.clone(),
+    };
+    let json = serde_json::to_string(&env).expect("an envelope always serializes");
+    (
+        id,
+        Frame {
+            seq,
+            json: Utf8Bytes::from(json),
+        },
+    )
 }

@@ -19,6 +19,7 @@ use crate::state::AppState;
         super::scenarios::list, super::scenarios::detail,
         super::session2::bootstrap_get, super::session2::bootstrap_post,
         super::sessions::get_session,
+        super::events::history, super::events::publish,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&SessionToken),
@@ -38,6 +39,10 @@ impl Modify for SessionToken {
                     .bearer_format("JWT")
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "server_api_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }
 }

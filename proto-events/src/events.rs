@@ -1,0 +1,102 @@
+//! Typed `data` payloads of the documented event kinds. Publishers build these and
+//! serialize them into [`crate::Envelope::data`]; custom `x.*` events carry any JSON.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// `agent.switch`: the active agent changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AgentSwitch {
+    /// Previous agent.
+    pub from: String,
+    /// New agent.
+    pub to: String,
+    /// Why (what matched, or the model's handoff).
+    pub reason: String,
+    /// Confidence in [0, 1].
+    pub confidence: f64,
+    /// Who decided: `orchestrator`, `model`, `client`, `server`.
+    pub source: String,
+}
+
+/// `tool.result`: a tool ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ToolResult {
+    /// Correlates with the request (or the realtime function call id).
+    pub correlation_id: Option<String>,
+    /// Tool name.
+    pub tool: String,
+    /// Whether it succeeded.
+    pub success: bool,
+    /// Its output.
+    pub output: serde_json::Value,
+    /// Error message when it failed.
+    pub error: Option<String>,
+    /// How long it ran.
+    pub duration_ms: u64,
+}
+
+/// `moderation.flagged`: a text was flagged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ModerationFlagged {
+    /// Category flags.
+    pub categories: serde_json::Map<String, serde_json::Value>,
+    /// The text with sensitive parts redacted, when available.
+    pub sanitized_text: Option<String>,
+    /// Where the text came from (`user`, `assistant`, `api`).
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// `agent.message`: a server-side agent's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AgentMessage {
+    /// The agent.
+    pub agent: String,
+    /// The answer text.
+    pub text: String,
+}
+
+/// `call.started`: a realtime call was created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CallStarted {
+    /// Upstream call id.
+    pub call_id: String,
+    /// Agent in charge.
+    pub agent: String,
+}
+
+/// `call.ended`: a realtime call ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CallEnded {
+    /// Upstream call id.
+    pub call_id: String,
+    /// Why it ended.
+    pub reason: String,
+}
+
+/// `transcript.user`: a completed user transcript from a call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TranscriptUser {
+    /// Upstream call id.
+    pub call_id: String,
+    /// Conversation item id.
+    pub item_id: String,
+    /// Transcript.
+    pub text: String,
+}
+
+/// `transcript.assistant`: a completed assistant transcript from a call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TranscriptAssistant {
+    /// Upstream call id.
+    pub call_id: String,
+    /// Conversation item id.
+    pub item_id: String,
+    /// Response id.
+    pub response_id: String,
+    /// Agent speaking.
+    pub agent: String,
+    /// Transcript.
+    pub text: String,
+}

@@ -1,0 +1,145 @@
+//! Attaching a connection to a session, shared by the WebSocket and SSE endpoints.
+//!
+//! Order matters: authenticate, check the session, join the hub (and subscribe the broker
+//! when this is the session's first local connection) *before* reading the history, so no
+//! event published meanwhile can fall between the history read and live delivery. Then
+//! [`recovery::plan`](super::recovery::plan) decides the replay and the seam de-duplicates.
+
+use proto_events::{CloseCode, Welcome};
+
+use super::hub::Member;
+use super::recovery::{Plan, Seam, plan};
+use crate::auth::TokenError;
+use crate::broker::Frame;
+use crate::domain::SessionId;
+use crate::state::AppState;
+
+/// The client's request to attach.
+#[derive(Debug, Default, Clone)]
+pub struct AttachRequest {
+    /// Session id as sent.
+    pub session_id: String,
+    /// Session token, if any.
+    pub token: Option<String>,
+    /// Last seq the client has.
+    pub since: Option<u64>,
+    /// Epoch that seq belongs to.
+    pub epoch: Option<String>,
+}
+
+/// A connection attached to its session.
+pub struct Attached {
+    /// The session.
+    pub session: SessionId,
+    /// Hub membership (live queue and close signal).
+    pub member: Member,
+    /// First frame to send.
+    pub welcome: Welcome,
+    /// Events to replay after `welcome`.
+    pub replay: Vec<Frame>,
+    /// The seam for live events.
+    pub seam: Seam,
+}
+
+/// Authenticates and attaches; the error is the close code to send.
+pub async fn attach(state: &AppState, req: AttachRequest) -> Result<Attached, CloseCode> {
+    let token = req.token.as_deref().filter(|t| !t.is_empty());
+    let token = token.ok_or(CloseCode::Unauthorized)?;
+    state
+        .tokens
+        .verify(token, &req.session_id)
+        .map_err(|e| match e {
+            TokenError::Expired => CloseCode::SessionExpired,
+            TokenError::Missing | TokenError::Invalid => CloseCode::Unauthorized,
+        })?;
+    let session: SessionId = req
+        .session_id
+        .parse()
+        .map_err(|_| CloseCode::Unauthorized)?;
+    match state.store.get(&session).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return Err(CloseCode::UnknownSession),
+        Err(e) => {
+            tracing::warn!(error = %e, "session store unavailable while attaching");
+            return Err(CloseCode::TryAgainLater);
+        }
+    }
+    let (member, first) = state.hub.join(&session);
+    match read_position(state, &session, &req, first).await {
+        Ok(p) => {
+            let welcome = Welcome {
+                session_id: session.to_string(),
+                epoch: p.1,
+                seq: p.2,
+                recovered: p.0.recovered,
+                replayed: p.0.replay.len() as u64,
+                instance_id: state.instance_id.clone(),
+                heartbeat_s: state.config.heartbeat.as_secs(),
+            };
+            let seam = Seam::new(p.0.replay.last().map_or(p.0.start_after, |f| f.seq));
+            Ok(Attached {
+                session,
+                member,
+                welcome,
+                replay: p.0.replay,
+                seam,
+            })
+        }
+        Err(code) => {
+            detach(state, &session, member.id).await;
+            Err(code)
+        }
+    }
+}
+
+async fn read_position(
+    state: &AppState,
+    session: &SessionId,
+    req: &AttachRequest,
+    first: bool,
+) -> Result<(Plan, String, u64), CloseCode> {
+    let unavailable = |e: &dyn std::fmt::Display| {
+        tracing::warn!(error = %e, session_id = %session, "broker unavailable while attaching");
+        CloseCode::TryAgainLater
+    };
+    if first {
+        state
+            .broker
+            .subscribe(session)
+            .await
+            .map_err(|e| unavailable(&e))?;
+    }
+    let after = req.since.unwrap_or(u64::MAX);
+    let history = match state
+        .broker
+        .history(session, after)
+        .await
+        .map_err(|e| unavailable(&e))?
+    {
+        Some(h) => h,
+        None => {
+            // The history expired (or was lost): start a new one; nothing can be replayed.
+            let top = state
+                .broker
+                .open(session)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            crate::broker::History {
+                top,
+                events: Vec::new(),
+                complete: false,
+            }
+        }
+    };
+    let p = plan(req.since, req.epoch.as_deref(), &history);
+    Ok((p, history.top.epoch, history.top.seq))
+}
+
+/// Leaves the hub, unsubscribing the broker when this was the session's last connection.
+pub async fn detach(state: &AppState, session: &SessionId, member_id: u64) {
+    if state.hub.leave(session, member_id)
+        && let Err(e) = state.broker.unsubscribe(session).await
+    {
+        tracing::warn!(error = %e, session_id = %session, "unsubscribe failed");
+    }
+}

@@ -1,0 +1,172 @@
+//! `GET /api/ws`: the WebSocket endpoint, one function per connection.
+//!
+//! The upgrade always completes; authentication failures are then reported with a close
+//! code (4001/4004/4009), which a browser can read (it cannot read a refused handshake's
+//! status). [`run`] is one `tokio::select!` over the close signal, live events, inbound
+//! frames and the heartbeat.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use proto_events::{ClientCommand, CloseCode, ErrorFrame, Pong};
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::attach::{AttachRequest, Attached, attach, detach};
+use super::recovery::Admit;
+use crate::state::AppState;
+
+/// Query of `/api/ws`. Numbers are taken as text so a bad value degrades to "absent"
+/// (no replay) instead of refusing the upgrade.
+#[derive(Debug, Deserialize)]
+pub struct WsQuery {
+    session_id: Option<String>,
+    token: Option<String>,
+    since: Option<String>,
+    epoch: Option<String>,
+}
+
+/// Upgrades and serves the connection.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    Query(q): Query<WsQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let max = state.config.max_frame;
+    let req = AttachRequest {
+        session_id: q.session_id.unwrap_or_default(),
+        token: q.token,
+        since: q.since.and_then(|s| s.trim().parse().ok()),
+        epoch: q.epoch.filter(|e| !e.is_empty()),
+    };
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| serve(socket, state, req))
+}
+
+async fn serve(mut socket: WebSocket, state: AppState, req: AttachRequest) {
+    match attach(&state, req).await {
+        Ok(attached) => {
+            let session = attached.session.clone();
+            let id = attached.member.id;
+            run(socket, &state, attached).await;
+            detach(&state, &session, id).await;
+        }
+        Err(code) => {
+            let _ = socket.send(close_message(code)).await;
+        }
+    }
+}
+
+fn close_message(code: CloseCode) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: code.code(),
+        reason: Utf8Bytes::from_static(code.reason()),
+    }))
+}
+
+fn json_message<T: serde::Serialize>(v: &T) -> Message {
+    Message::Text(Utf8Bytes::from(
+        serde_json::to_string(v).expect("protocol frames serialize"),
+    ))
+}
+
+/// The connection loop. Returns when the connection is over.
+async fn run(socket: WebSocket, state: &AppState, attached: Attached) {
+    let Attached {
+        session,
+        mut member,
+        welcome,
+        replay,
+        mut seam,
+    } = attached;
+    let (mut tx, mut rx) = socket.split();
+    if tx.feed(json_message(&welcome)).await.is_err() {
+        return;
+    }
+    for f in replay {
+        if tx.feed(Message::Text(f.json)).await.is_err() {
+            return;
+        }
+    }
+    if tx.flush().await.is_err() {
+        return;
+    }
+    let heartbeat = state.config.heartbeat;
+    let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+    let mut last_seen = Instant::now();
+    let close = loop {
+        tokio::select! {
+            biased;
+            code = &mut member.close => break code.ok(),
+            frame = member.rx.recv() => {
+                let Some(frame) = frame else { break Some(CloseCode::SlowConsumer) };
+                match seam.admit(frame.seq) {
+                    Admit::Deliver => {
+                        // Send what is already queued in one flush.
+                        if tx.feed(Message::Text(frame.json)).await.is_err() { break None; }
+                        let mut gap = false;
+                        while let Ok(next) = member.rx.try_recv() {
+                            match seam.admit(next.seq) {
+                                Admit::Deliver => {
+                                    if tx.feed(Message::Text(next.json)).await.is_err() { break; }
+                                }
+                                Admit::Duplicate => {}
+                                Admit::Gap => { gap = true; break; }
+                            }
+                        }
+                        if tx.flush().await.is_err() { break None; }
+                        if gap { break Some(CloseCode::HistoryLost); }
+                    }
+                    Admit::Duplicate => {}
+                    Admit::Gap => break Some(CloseCode::HistoryLost),
+                }
+            }
+            msg = rx.next() => {
+                last_seen = Instant::now();
+                match msg {
+                    None | Some(Ok(Message::Close(_))) => break None,
+                    Some(Err(e)) => {
+                        let too_big = e.to_string().contains("too long") || e.to_string().contains("too big");
+                        break too_big.then_some(CloseCode::MessageTooBig);
+                    }
+                    Some(Ok(Message::Text(text))) => {
+                        let reply = match ClientCommand::parse(text.as_str()) {
+                            Ok(ClientCommand::Ping { id }) => json_message(&Pong { id }),
+                            Err(e) => json_message(&e.to_frame()),
+                        };
+                        if tx.send(reply).await.is_err() { break None; }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        let err = ErrorFrame {
+                            code: "binary_not_supported".into(),
+                            message: "send commands as JSON text frames".into(),
+                        };
+                        if tx.send(json_message(&err)).await.is_err() { break None; }
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                }
+            }
+            _ = ticker.tick() => {
+                if last_seen.elapsed() > heartbeat * 2 {
+                    tracing::info!(session_id = %session, "dropping a silent client");
+                    let _ = tx.send(Message::Close(Some(CloseFrame {
+                        code: 1001,
+                        reason: Utf8Bytes::from_static("heartbeat timeout"),
+                    }))).await;
+                    break None;
+                }
+                if tx.send(Message::Ping(Default::default())).await.is_err() { break None; }
+            }
+        }
+    };
+    if let Some(code) = close {
+        // A slow consumer may not read this promptly; do not wait long for it.
+        let _ = tokio::time::timeout(Duration::from_secs(2), tx.send(close_message(code))).await;
+    }
+}
