@@ -4,7 +4,10 @@
 mod support;
 
 mod binary;
+mod broker_contract;
+mod channel;
 mod errors;
+mod events_api;
 mod health;
 mod keys;
 mod openapi;

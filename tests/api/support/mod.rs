@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod channel;
+
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -114,6 +116,7 @@ pub fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str
 pub fn test_config() -> Config {
     Config {
         bind: "127.0.0.1:0".parse().unwrap(),
+        api_key: Some(channel::API_KEY.to_owned().into()),
         ..Config::default()
     }
 }

@@ -1,0 +1,279 @@
+//! The `Broker` contract, written once. `memory` runs it against `MemoryBroker`; the Redis
+//! broker gets the same module with its own factory.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use proto_events::Envelope;
+use serde_json::json;
+use switchboard::broker::{Broker, Frame, LiveSink, Publish};
+use switchboard::domain::SessionId;
+
+/// Records what reaches the sink.
+#[derive(Default)]
+pub struct Recorder(Mutex<Vec<(SessionId, Frame)>>);
+
+impl LiveSink for Recorder {
+    fn deliver(&self, session: &SessionId, frame: Frame) {
+        self.0.lock().unwrap().push((session.clone(), frame));
+    }
+}
+
+impl Recorder {
+    fn seqs(&self, s: &SessionId) -> Vec<u64> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(x, _)| x == s)
+            .map(|(_, f)| f.seq)
+            .collect()
+    }
+}
+
+/// Builds a broker under test.
+#[async_trait]
+pub trait Factory: Sync {
+    /// A fresh broker delivering to a fresh recorder.
+    async fn make(
+        &self,
+        history_size: usize,
+        history_ttl: Duration,
+    ) -> (Arc<dyn Broker>, Arc<Recorder>);
+}
+
+fn sid(name: &str) -> SessionId {
+    format!("{name}{}", uuid::Uuid::new_v4().simple())
+        .parse()
+        .unwrap()
+}
+
+fn event(n: u64, key: Option<&str>) -> Publish {
+    Publish {
+        kind: "x.test".parse().unwrap(),
+        data: json!({"n": n}),
+        idempotency_key: key.map(str::to_owned),
+        trace_id: None,
+    }
+}
+
+async fn wait_for(rec: &Recorder, s: &SessionId, n: usize) -> Vec<u64> {
+    for _ in 0..200 {
+        let seqs = rec.seqs(s);
+        if seqs.len() >= n {
+            return seqs;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    rec.seqs(s)
+}
+
+pub async fn concurrent_publishes_are_ordered_without_gaps(f: &dyn Factory) {
+    let (b, rec) = f.make(1000, Duration::from_secs(60)).await;
+    let s = sid("order");
+    let top = b.open(&s).await.unwrap();
+    assert_eq!(top.seq, 0);
+    b.subscribe(&s).await.unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        let b = b.clone();
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..50 {
+                seqs.push(b.publish(&s, event(t * 100 + i, None)).await.unwrap().seq);
+            }
+            seqs
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (1..=400).collect::<Vec<_>>(),
+        "every seq once, no gaps"
+    );
+    let delivered = wait_for(&rec, &s, 400).await;
+    assert_eq!(
+        delivered,
+        (1..=400).collect::<Vec<_>>(),
+        "live delivery in seq order"
+    );
+    let h = b.history(&s, 0).await.unwrap().unwrap();
+    assert!(h.complete);
+    assert_eq!(h.top.seq, 400);
+    let seqs: Vec<u64> = h.events.iter().map(|f| f.seq).collect();
+    assert_eq!(seqs, (1..=400).collect::<Vec<_>>());
+}
+
+pub async fn envelopes_carry_the_documented_fields(f: &dyn Factory) {
+    let (b, _) = f.make(10, Duration::from_secs(60)).await;
+    let s = sid("env");
+    let top = b.open(&s).await.unwrap();
+    let p = b.publish(&s, event(7, None)).await.unwrap();
+    assert_eq!(
+        (p.seq, p.epoch.as_str(), p.duplicate),
+        (1, top.epoch.as_str(), false)
+    );
+    let h = b.history(&s, 0).await.unwrap().unwrap();
+    let env: Envelope = serde_json::from_str(h.events[0].json.as_str()).unwrap();
+    assert_eq!(env.kind.as_str(), "x.test");
+    assert_eq!(env.session_id, s.as_str());
+    assert_eq!((env.seq, env.epoch.as_str()), (1, top.epoch.as_str()));
+    assert_eq!(env.id, p.id);
+    assert_eq!(env.id.get_version_num(), 7);
+    assert_eq!(env.data, json!({"n": 7}));
+    assert!(env.ts.ends_with('Z'));
+}
+
+pub async fn idempotency_keys_publish_once(f: &dyn Factory) {
+    let (b, rec) = f.make(10, Duration::from_secs(60)).await;
+    let s = sid("idem");
+    b.subscribe(&s).await.unwrap();
+    let first = b.publish(&s, event(1, Some("k1"))).await.unwrap();
+    let again = b.publish(&s, event(2, Some("k1"))).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(
+        (again.seq, again.id, again.epoch.clone()),
+        (first.seq, first.id, first.epoch.clone())
+    );
+    let other = b.publish(&s, event(3, Some("k2"))).await.unwrap();
+    assert_eq!(other.seq, 2);
+    let h = b.history(&s, 0).await.unwrap().unwrap();
+    assert_eq!(h.events.len(), 2);
+    assert_eq!(
+        wait_for(&rec, &s, 2).await,
+        [1, 2],
+        "the duplicate was not delivered"
+    );
+    // The same key on another session is independent.
+    let s2 = sid("idem2");
+    assert!(
+        !b.publish(&s2, event(1, Some("k1")))
+            .await
+            .unwrap()
+            .duplicate
+    );
+}
+
+pub async fn history_is_bounded_and_reports_completeness(f: &dyn Factory) {
+    let (b, _) = f.make(10, Duration::from_secs(60)).await;
+    let s = sid("bound");
+    for i in 0..25 {
+        b.publish(&s, event(i, None)).await.unwrap();
+    }
+    let h = b.history(&s, 0).await.unwrap().unwrap();
+    let seqs: Vec<u64> = h.events.iter().map(|f| f.seq).collect();
+    assert!(!h.complete, "events 1..=15 were trimmed");
+    assert!(seqs.len() >= 10 && *seqs.last().unwrap() == 25, "{seqs:?}");
+    let windows = [
+        (15u64, 10usize, true),
+        (20, 5, true),
+        (25, 0, true),
+        (30, 0, false),
+    ];
+    for (after, n, complete) in windows {
+        let h = b.history(&s, after).await.unwrap().unwrap();
+        assert_eq!((h.events.len(), h.complete), (n, complete), "after {after}");
+        assert!(h.events.iter().all(|f| f.seq > after));
+    }
+}
+
+pub async fn open_top_and_missing_sessions(f: &dyn Factory) {
+    let (b, _) = f.make(10, Duration::from_secs(60)).await;
+    let s = sid("open");
+    assert!(b.top(&s).await.unwrap().is_none());
+    assert!(b.history(&s, 0).await.unwrap().is_none());
+    let t1 = b.open(&s).await.unwrap();
+    assert_eq!(b.open(&s).await.unwrap(), t1, "open is idempotent");
+    b.publish(&s, event(1, None)).await.unwrap();
+    let t2 = b.top(&s).await.unwrap().unwrap();
+    assert_eq!((t2.epoch, t2.seq), (t1.epoch.clone(), 1));
+    let other = b.open(&sid("other")).await.unwrap();
+    assert_ne!(other.epoch, t1.epoch, "epochs are unique");
+    b.ping().await.unwrap();
+}
+
+pub async fn sessions_are_isolated(f: &dyn Factory) {
+    let (b, rec) = f.make(10, Duration::from_secs(60)).await;
+    let (a, c) = (sid("a"), sid("c"));
+    b.subscribe(&a).await.unwrap();
+    b.subscribe(&c).await.unwrap();
+    for i in 0..3 {
+        b.publish(&a, event(i, None)).await.unwrap();
+    }
+    b.publish(&c, event(9, None)).await.unwrap();
+    assert_eq!(b.history(&c, 0).await.unwrap().unwrap().events.len(), 1);
+    assert_eq!(wait_for(&rec, &a, 3).await, [1, 2, 3]);
+    assert_eq!(wait_for(&rec, &c, 1).await, [1]);
+}
+
+pub async fn an_expired_history_comes_back_with_a_new_epoch(f: &dyn Factory) {
+    let (b, _) = f.make(10, Duration::from_millis(1000)).await;
+    let s = sid("ttl");
+    let t1 = b.open(&s).await.unwrap();
+    b.publish(&s, event(1, None)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert!(b.history(&s, 0).await.unwrap().is_none(), "history expired");
+    let t2 = b.open(&s).await.unwrap();
+    assert_ne!(t2.epoch, t1.epoch);
+    assert_eq!(t2.seq, 0);
+}
+
+/// Generates the contract's tests for a factory expression.
+#[macro_export]
+macro_rules! broker_contract_tests {
+    ($factory:expr) => {
+        use $crate::broker_contract as c;
+        #[tokio::test]
+        async fn concurrent_publishes_are_ordered_without_gaps() {
+            c::concurrent_publishes_are_ordered_without_gaps(&$factory).await
+        }
+        #[tokio::test]
+        async fn envelopes_carry_the_documented_fields() {
+            c::envelopes_carry_the_documented_fields(&$factory).await
+        }
+        #[tokio::test]
+        async fn idempotency_keys_publish_once() {
+            c::idempotency_keys_publish_once(&$factory).await
+        }
+        #[tokio::test]
+        async fn history_is_bounded_and_reports_completeness() {
+            c::history_is_bounded_and_reports_completeness(&$factory).await
+        }
+        #[tokio::test]
+        async fn open_top_and_missing_sessions() {
+            c::open_top_and_missing_sessions(&$factory).await
+        }
+        #[tokio::test]
+        async fn sessions_are_isolated() {
+            c::sessions_are_isolated(&$factory).await
+        }
+        #[tokio::test]
+        async fn an_expired_history_comes_back_with_a_new_epoch() {
+            c::an_expired_history_comes_back_with_a_new_epoch(&$factory).await
+        }
+    };
+}
+
+/// The contract against `MemoryBroker`.
+pub mod memory {
+    use super::*;
+    use switchboard::broker::memory::MemoryBroker;
+
+    pub struct MemoryFactory;
+
+    #[async_trait]
+    impl Factory for MemoryFactory {
+        async fn make(&self, size: usize, ttl: Duration) -> (Arc<dyn Broker>, Arc<Recorder>) {
+            let rec = Arc::new(Recorder::default());
+            (MemoryBroker::new(rec.clone(), size, ttl), rec)
+        }
+    }
+
+    crate::broker_contract_tests!(MemoryFactory);
+}

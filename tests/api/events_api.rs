@@ -1,0 +1,267 @@
+//! `GET`/`POST /api/sessions/{id}/events` and the SSE stream.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use crate::support::channel::*;
+use crate::support::*;
+
+async fn post_event(app: &TestApp, sid: &str, key: Option<&str>, body: &Value) -> (u16, Value) {
+    let mut req = app
+        .client
+        .post(app.url(&format!("/api/sessions/{sid}/events")))
+        .json(body);
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    split(req.send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn publish_needs_the_server_key_and_a_valid_event() {
+    let app = spawn_app().await;
+    let s = app.new_session().await;
+    let ok = json!({"type": "x.note", "data": {"a": 1}});
+    let (st, b) = post_event(&app, &s.id, None, &ok).await;
+    assert_error(st, &b, 401, "unauthorized");
+    let (st, b) = post_event(&app, &s.id, Some("wrong-key"), &ok).await;
+    assert_error(st, &b, 401, "unauthorized");
+    let (st, b) = post_event(&app, &s.id, Some(&s.token), &ok).await;
+    assert_error(st, &b, 401, "unauthorized");
+    let (st, b) = post_event(&app, &s.id, Some(API_KEY), &json!({"type": "welcome"})).await;
+    assert_error(st, &b, 422, "invalid_event_type");
+    let (st, b) = post_event(
+        &app,
+        &s.id,
+        Some(API_KEY),
+        &json!({"type": "x.ok", "extra": 1}),
+    )
+    .await;
+    assert_error(st, &b, 422, "invalid_body");
+    let (st, b) = post_event(&app, &s.id, Some(API_KEY), &json!({"data": {}})).await;
+    assert_error(st, &b, 422, "invalid_body");
+    let (st, b) = post_event(&app, "nosuchsession", Some(API_KEY), &ok).await;
+    assert_error(st, &b, 404, "unknown_session");
+    let (st, b) = post_event(&app, &s.id, Some(API_KEY), &ok).await;
+    assert_eq!(st, 202, "{b}");
+    assert_eq!(
+        (
+            b["seq"].as_u64(),
+            b["epoch"].as_str(),
+            b["duplicate"].as_bool()
+        ),
+        (Some(1), Some(s.epoch.as_str()), Some(false))
+    );
+    assert!(b["id"].as_str().is_some());
+}
+
+#[tokio::test]
+async fn publish_without_a_configured_key_is_refused() {
+    let app = spawn_app_with(|c| c.api_key = None).await;
+    let s = app.new_session().await;
+    let (st, b) = post_event(&app, &s.id, Some("anything"), &json!({"type": "x.a"})).await;
+    assert_error(st, &b, 401, "unauthorized");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SWITCHBOARD_API_KEY")
+    );
+}
+
+#[tokio::test]
+async fn idempotency_key_makes_retries_safe() {
+    let app = spawn_app().await;
+    let s = app.new_session().await;
+    let body = json!({"type": "tool.result", "data": {"ok": true}, "idempotency_key": "req-1"});
+    let (_, first) = post_event(&app, &s.id, Some(API_KEY), &body).await;
+    let (st, again) = post_event(&app, &s.id, Some(API_KEY), &body).await;
+    assert_eq!(st, 202);
+    assert_eq!(
+        (again["seq"].clone(), again["id"].clone()),
+        (first["seq"].clone(), first["id"].clone())
+    );
+    assert_eq!(again["duplicate"], true);
+    let (st, b) = post_event(
+        &app,
+        &s.id,
+        Some(API_KEY),
+        &json!({"type": "x.a", "idempotency_key": ""}),
+    )
+    .await;
+    assert_error(st, &b, 422, "invalid_body");
+}
+
+#[tokio::test]
+async fn history_returns_envelopes_after_since() {
+    let app = spawn_app().await;
+    let s = app.new_session().await;
+    for i in 0..5 {
+        app.publish(&s.id, "x.h", json!({"i": i})).await;
+    }
+    let resp = app
+        .client
+        .get(app.url(&format!("/api/sessions/{}/events?since=2", s.id)))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-switchboard-seq"], "5");
+    assert_eq!(resp.headers()["x-switchboard-complete"], "true");
+    assert_eq!(resp.headers()["x-switchboard-epoch"], s.epoch.as_str());
+    let (st, b) = split(resp).await;
+    assert_eq!(st, 200);
+    let seqs: Vec<u64> = b
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [3, 4, 5]);
+    assert_eq!(b[0]["data"]["i"], 2);
+    let (st, b) = app
+        .get_json(&format!("/api/sessions/{}/events", s.id))
+        .await;
+    assert_error(st, &b, 401, "unauthorized");
+    let resp = app
+        .client
+        .get(app.url(&format!("/api/sessions/{}/events?since=abc", s.id)))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    let (st, b) = split(resp).await;
+    assert_error(st, &b, 400, "invalid_query");
+}
+
+/// Minimal SSE reader: returns (event name, id, data) triples as they arrive.
+struct SseReader {
+    stream: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buf: String,
+}
+
+impl SseReader {
+    fn new(resp: reqwest::Response) -> Self {
+        Self {
+            stream: resp.bytes_stream().boxed(),
+            buf: String::new(),
+        }
+    }
+
+    async fn next(&mut self) -> (String, Option<String>, String) {
+        loop {
+            if let Some(pos) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..pos + 2).collect();
+                let (mut event, mut id, mut data) = ("message".to_owned(), None, String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        id = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if data.is_empty() && id.is_none() {
+                    continue; // keep-alive comment
+                }
+                return (event, id, data);
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(5), self.stream.next())
+                .await
+                .expect("an SSE event within 5s")
+                .expect("stream open")
+                .unwrap();
+            self.buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+#[tokio::test]
+async fn sse_delivers_welcome_then_events_and_resumes_with_last_event_id() {
+    let app = spawn_app().await;
+    let s = app.new_session().await;
+    let url = app.url(&format!(
+        "/api/sessions/{}/stream?token={}&epoch={}",
+        s.id, s.token, s.epoch
+    ));
+    let resp = app.client.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut sse = SseReader::new(resp);
+    let (event, _, data) = sse.next().await;
+    assert_eq!(event, "welcome");
+    let w: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(
+        (w["seq"].as_u64(), w["epoch"].as_str()),
+        (Some(0), Some(s.epoch.as_str()))
+    );
+    for i in 0..3 {
+        app.publish(&s.id, "x.s", json!({"i": i})).await;
+    }
+    for seq in 1..=3u64 {
+        let (event, id, data) = sse.next().await;
+        assert_eq!(
+            (event.as_str(), id.as_deref()),
+            ("message", Some(seq.to_string().as_str()))
+        );
+        assert_eq!(serde_json::from_str::<Value>(&data).unwrap()["seq"], seq);
+    }
+    drop(sse);
+    app.publish(&s.id, "x.s", json!({"i": 3})).await;
+    // What an EventSource sends when it reconnects on its own.
+    let resp = app
+        .client
+        .get(&url)
+        .header("last-event-id", "2")
+        .send()
+        .await
+        .unwrap();
+    let mut sse = SseReader::new(resp);
+    let (_, _, data) = sse.next().await;
+    let w: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(
+        (w["recovered"].as_bool(), w["replayed"].as_u64()),
+        (Some(true), Some(2))
+    );
+    for seq in 3..=4u64 {
+        assert_eq!(
+            sse.next().await.1.as_deref(),
+            Some(seq.to_string().as_str())
+        );
+    }
+}
+
+#[tokio::test]
+async fn sse_refuses_bad_tokens_in_the_json_shape() {
+    let app = spawn_app().await;
+    let s = app.new_session().await;
+    let (st, b) = app
+        .get_json(&format!("/api/sessions/{}/stream", s.id))
+        .await;
+    assert_error(st, &b, 401, "unauthorized");
+    let other = app.new_session().await;
+    let (st, b) = app
+        .get_json(&format!(
+            "/api/sessions/{}/stream?token={}",
+            s.id, other.token
+        ))
+        .await;
+    assert_error(st, &b, 401, "unauthorized");
+    // A bearer header works too.
+    let resp = app
+        .client
+        .get(app.url(&format!("/api/sessions/{}/stream", s.id)))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
