@@ -44,7 +44,7 @@ pub async fn upgrade(
     };
     ws.max_message_size(max)
         .max_frame_size(max)
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .on_upgrade(move |socket| serve(socket, state, req))
 }
