@@ -111,10 +111,21 @@ impl MemoryBroker {
         if let Some(l) = self.log(session) {
             return l;
         }
-        self.logs
+        let mut created = false;
+        let log = self
+            .logs
             .entry(session.clone())
-            .or_insert_with(|| Arc::new(Mutex::new(Log::new(Instant::now()))))
-            .clone()
+            .or_insert_with(|| {
+                created = true;
+                Arc::new(Mutex::new(Log::new(Instant::now())))
+            })
+            .clone();
+        if created {
+            // Sockets attached to an expired history must not read seq 1 of the new epoch
+            // as a duplicate of the old seq 1.
+            self.sink.history_reset(session);
+        }
+        log
     }
 }
 

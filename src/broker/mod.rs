@@ -79,6 +79,10 @@ pub struct History {
 pub trait LiveSink: Send + Sync + 'static {
     /// Delivers one event of `session` to local receivers. Must not block.
     fn deliver(&self, session: &SessionId, frame: Frame);
+
+    /// The session's history was (re)created with a new epoch: receivers still on the old
+    /// one must re-sync (close 4013). Called before any event of the new epoch is delivered.
+    fn history_reset(&self, session: &SessionId);
 }
 
 /// Per-session event histories and live delivery.

@@ -145,6 +145,10 @@ impl LiveSink for Hub {
         }
         // An emptied entry is removed by the connections' own `leave`.
     }
+
+    fn history_reset(&self, session: &SessionId) {
+        self.close_session(session, CloseCode::HistoryLost);
+    }
 }
 
 #[cfg(test)]

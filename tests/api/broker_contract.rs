@@ -12,11 +12,15 @@ use switchboard::domain::SessionId;
 
 /// Records what reaches the sink.
 #[derive(Default)]
-pub struct Recorder(Mutex<Vec<(SessionId, Frame)>>);
+pub struct Recorder(Mutex<Vec<(SessionId, Frame)>>, Mutex<Vec<SessionId>>);
 
 impl LiveSink for Recorder {
     fn deliver(&self, session: &SessionId, frame: Frame) {
         self.0.lock().unwrap().push((session.clone(), frame));
+    }
+
+    fn history_reset(&self, session: &SessionId) {
+        self.1.lock().unwrap().push(session.clone());
     }
 }
 
@@ -213,15 +217,22 @@ pub async fn sessions_are_isolated(f: &dyn Factory) {
 }
 
 pub async fn an_expired_history_comes_back_with_a_new_epoch(f: &dyn Factory) {
-    let (b, _) = f.make(10, Duration::from_millis(1000)).await;
+    let (b, rec) = f.make(10, Duration::from_millis(1000)).await;
     let s = sid("ttl");
     let t1 = b.open(&s).await.unwrap();
     b.publish(&s, event(1, None)).await.unwrap();
+    b.subscribe(&s).await.unwrap();
+    let resets_before = rec.1.lock().unwrap().iter().filter(|x| **x == s).count();
     tokio::time::sleep(Duration::from_millis(1600)).await;
     assert!(b.history(&s, 0).await.unwrap().is_none(), "history expired");
     let t2 = b.open(&s).await.unwrap();
     assert_ne!(t2.epoch, t1.epoch);
     assert_eq!(t2.seq, 0);
+    let resets = rec.1.lock().unwrap().iter().filter(|x| **x == s).count();
+    assert!(
+        resets > resets_before,
+        "the sink was told the history was reset"
+    );
 }
 
 /// Generates the contract's tests for a factory expression.

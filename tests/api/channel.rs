@@ -221,6 +221,27 @@ async fn an_idle_expired_session_closes_4004() {
 }
 
 #[tokio::test]
+async fn a_lost_history_closes_connected_sockets_4013_and_reconnect_reports_it() {
+    let app = spawn_app_with(|c| c.history_ttl = Duration::from_secs(1)).await;
+    let s = app.new_session().await;
+    let (mut ws, _) = app.connect(&s, None).await;
+    app.publish(&s.id, "x.before", json!({})).await;
+    assert_eq!(next_json(&mut ws).await["seq"], 1);
+    // The session's history expires while the socket stays connected.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let after = app.publish(&s.id, "x.after", json!({})).await;
+    assert_ne!(after["epoch"], s.epoch.as_str(), "a new history");
+    assert_eq!(close_code(&mut ws).await, Some(4013));
+    let (mut ws, w) = app.connect(&s, Some((1, &s.epoch))).await;
+    assert_eq!(
+        (w["recovered"].as_bool(), w["epoch"].clone()),
+        (Some(false), after["epoch"].clone())
+    );
+    app.publish(&s.id, "x.next", json!({})).await;
+    assert_eq!(next_json(&mut ws).await["seq"], 2);
+}
+
+#[tokio::test]
 async fn commands_are_answered_and_bad_frames_get_error_frames() {
     let app = spawn_app().await;
     let s = app.new_session().await;
@@ -347,6 +368,40 @@ async fn a_silent_client_is_dropped_after_two_heartbeats() {
     // Not reading means not answering the server's pings.
     tokio::time::sleep(Duration::from_millis(3500)).await;
     assert_eq!(close_code(&mut ws).await, Some(1001));
+}
+
+#[tokio::test]
+async fn an_open_socket_keeps_its_session_alive() {
+    let app = spawn_app_with(|c| {
+        c.heartbeat = Duration::from_secs(1);
+        c.session_ttl = Duration::from_millis(1500);
+    })
+    .await;
+    let s = app.new_session().await;
+    let (mut ws, _) = app.connect(&s, None).await;
+    // Keep reading (which answers the server's pings) for longer than the idle TTL.
+    let reader = tokio::spawn(async move {
+        use futures_util::StreamExt;
+        let _ = tokio::time::timeout(Duration::from_secs(4), async {
+            while ws.next().await.is_some() {}
+        })
+        .await;
+        ws
+    });
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let resp = app
+        .client
+        .get(app.url(&format!("/api/sessions/{}", s.id)))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "the session idled out despite its open socket"
+    );
+    drop(reader.await.unwrap());
 }
 
 #[tokio::test]
