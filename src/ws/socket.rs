@@ -154,9 +154,8 @@ async fn run(socket: WebSocket, state: &AppState, attached: Attached) {
             }
             _ = ticker.tick() => {
                 // An open socket is activity: it keeps the session from idling out.
-                match state.store.get(&session).await {
-                    Ok(None) => break Some(CloseCode::UnknownSession),
-                    Ok(Some(_)) | Err(_) => {}
+                if let Ok(None) = state.store.get(&session).await {
+                    break Some(CloseCode::UnknownSession);
                 }
                 if last_seen.elapsed() > heartbeat * 2 {
                     tracing::info!(session_id = %session, "dropping a silent client");
