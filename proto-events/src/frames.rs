@@ -46,6 +46,24 @@ pub struct ErrorFrame {
     pub message: String,
 }
 
+/// SSE's stand-in for a close frame: sent as `event: close` right before the stream ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CloseNotice {
+    /// The close code a WebSocket would have received.
+    pub code: u16,
+    /// Short reason.
+    pub reason: String,
+}
+
+impl From<CloseCode> for CloseNotice {
+    fn from(c: CloseCode) -> Self {
+        Self {
+            code: c.code(),
+            reason: c.reason().to_owned(),
+        }
+    }
+}
+
 /// What a client may send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]

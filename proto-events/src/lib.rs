@@ -17,7 +17,7 @@ pub mod events;
 pub mod frames;
 pub mod schema;
 
-pub use frames::{ClientCommand, CloseCode, ErrorFrame, FrameError, Pong, Welcome};
+pub use frames::{ClientCommand, CloseCode, CloseNotice, ErrorFrame, FrameError, Pong, Welcome};
 
 use std::fmt;
 use std::str::FromStr;

@@ -6,7 +6,7 @@ use schemars::{JsonSchema, schema_for};
 use serde_json::{Value, json};
 
 use crate::events::*;
-use crate::frames::{ClientCommand, CloseCode, ErrorFrame, Pong, Welcome};
+use crate::frames::{ClientCommand, CloseCode, CloseNotice, ErrorFrame, Pong, Welcome};
 use crate::{Envelope, KNOWN_EVENT_TYPES};
 
 fn schema<T: JsonSchema>() -> Value {
@@ -22,6 +22,7 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
         ("error-frame.json", schema::<ErrorFrame>()),
         ("client-command.json", schema::<ClientCommand>()),
         ("close-code.json", schema::<CloseCode>()),
+        ("sse-close.json", schema::<CloseNotice>()),
         ("data/agent.switch.json", schema::<AgentSwitch>()),
         ("data/tool.result.json", schema::<ToolResult>()),
         (

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream;
-use proto_events::CloseCode;
+use proto_events::{CloseCode, CloseNotice};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
@@ -136,8 +136,8 @@ async fn pump(state: AppState, attached: Attached, tx: mpsc::Sender<Event>) {
         }
     };
     if let Some(code) = close {
-        let data = serde_json::json!({"code": code.code(), "reason": code.reason()});
-        let _ = tx.try_send(Event::default().event("close").data(data.to_string()));
+        let notice = serde_json::to_string(&CloseNotice::from(code)).expect("notices serialize");
+        let _ = tx.try_send(Event::default().event("close").data(notice));
     }
     detach(&state, &session, member.id).await;
 }
