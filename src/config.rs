@@ -102,6 +102,12 @@ pub struct Cli {
     /// Largest client frame on the WebSocket, in bytes (larger closes with 1009).
     #[arg(long, env = "SWITCHBOARD_MAX_FRAME", default_value = "65536")]
     pub max_frame: String,
+    /// Key prefix of everything Switchboard stores in Redis.
+    #[arg(long, env = "SWITCHBOARD_REDIS_PREFIX", default_value = "sb")]
+    pub redis_prefix: String,
+    /// How often each held session's delivered position is compared with Redis.
+    #[arg(long, env = "SWITCHBOARD_POSITION_CHECK", default_value = "5s")]
+    pub position_check: String,
     /// Events queued per connection before it is closed as a slow consumer (4008).
     #[arg(long, env = "SWITCHBOARD_CONN_QUEUE", default_value = "512")]
     pub conn_queue: String,
@@ -167,6 +173,10 @@ pub struct Config {
     pub max_frame: usize,
     /// Per-connection queue length.
     pub conn_queue: usize,
+    /// Redis key prefix.
+    pub redis_prefix: String,
+    /// Position-check interval (Redis mode).
+    pub position_check: Duration,
 }
 
 impl Default for Config {
@@ -197,6 +207,8 @@ impl Default for Config {
             heartbeat: Duration::from_secs(25),
             max_frame: 64 * 1024,
             conn_queue: 512,
+            redis_prefix: "sb".to_owned(),
+            position_check: Duration::from_secs(5),
         }
     }
 }
@@ -366,6 +378,22 @@ impl Config {
                 "must be between 1 and 1000000",
             ));
         }
+        let redis_prefix = cli.redis_prefix.trim().to_owned();
+        let prefix_ok = !redis_prefix.is_empty()
+            && redis_prefix.len() <= 64
+            && redis_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':' | b'.'));
+        if !prefix_ok {
+            return Err(bad(
+                "SWITCHBOARD_REDIS_PREFIX",
+                "use 1-64 characters from [A-Za-z0-9_-:.]",
+            ));
+        }
+        let position_check = duration("SWITCHBOARD_POSITION_CHECK", &cli.position_check)?;
+        if position_check < Duration::from_millis(100) {
+            return Err(bad("SWITCHBOARD_POSITION_CHECK", "must be at least 100ms"));
+        }
         let config = Self {
             bind: SocketAddr::new(host, port),
             redis_url,
@@ -394,6 +422,8 @@ impl Config {
             heartbeat,
             max_frame,
             conn_queue,
+            redis_prefix,
+            position_check,
         };
         config.check_mode()?;
         Ok(config)

@@ -4,6 +4,8 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -18,12 +20,16 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::auth::TokenIssuer;
+use crate::broker::Broker;
 use crate::broker::memory::MemoryBroker;
+use crate::broker::redis::{RedisBroker, RedisClients, redact};
 use crate::config::Config;
 use crate::error::{json_error_layer, not_found_fallback, panic_response};
 use crate::scenario::ScenarioRegistry;
 use crate::state::{AppState, Inner};
+use crate::store::SessionStore;
 use crate::store::memory::MemoryStore;
+use crate::store::redis::RedisStore;
 use crate::upstream::UpstreamClient;
 use crate::ws::hub::Hub;
 
@@ -38,12 +44,6 @@ impl Application {
     /// any invalid setting or scenario file.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.check_mode()?;
-        if config.redis_url.is_some() {
-            anyhow::bail!(
-                "invalid setting SWITCHBOARD_REDIS_URL: Redis mode is not available in this build yet; \
-                 unset REDIS_URL to run in embedded mode"
-            );
-        }
         let scenarios = ScenarioRegistry::load(config.scenarios_dir.as_deref())
             .context("invalid scenario file")?;
         let (tokens, generated) = TokenIssuer::from_config(&config);
@@ -56,9 +56,29 @@ impl Application {
         let upstream =
             UpstreamClient::from_config(&config).context("building the upstream client")?;
         let hub = Hub::new(config.conn_queue);
-        let broker = MemoryBroker::new(hub.clone(), config.history_size, config.history_ttl);
+        let (broker, store): (Arc<dyn Broker>, Arc<dyn SessionStore>) = match &config.redis_url {
+            None => (
+                MemoryBroker::new(hub.clone(), config.history_size, config.history_ttl),
+                MemoryStore::new(config.session_ttl),
+            ),
+            Some(url) => {
+                let clients = RedisClients::connect(url)
+                    .await
+                    .with_context(|| format!("connecting to Redis at {}", redact(url)))?;
+                let broker = RedisBroker::new(
+                    &clients,
+                    &config.redis_prefix,
+                    hub.clone(),
+                    config.history_size,
+                    config.history_ttl,
+                );
+                spawn_position_check(&broker, config.position_check);
+                let store = RedisStore::new(clients.client.clone(), &config.redis_prefix, config.session_ttl);
+                (broker, Arc::new(store))
+            }
+        };
         let state = AppState::new(Inner {
-            store: MemoryStore::new(config.session_ttl),
+            store,
             broker,
             hub,
             scenarios,
@@ -151,6 +171,20 @@ pub fn router(state: AppState) -> Router {
             .layer(CatchPanicLayer::custom(panic_response)),
     )
     .with_state(state)
+}
+
+/// Runs the Redis broker's position check every `every` while the broker lives.
+fn spawn_position_check(broker: &Arc<RedisBroker>, every: Duration) {
+    let weak = Arc::downgrade(broker);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(b) = weak.upgrade() else { break };
+            b.check_positions().await;
+        }
+    });
 }
 
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {

@@ -9,6 +9,8 @@
 //! contract test suite (`tests/api/broker_contract.rs`) runs against both.
 
 pub mod memory;
+pub mod redis;
+pub mod sequencer;
 
 use async_trait::async_trait;
 use axum::extract::ws::Utf8Bytes;

@@ -6,6 +6,7 @@
 //! the Redis one (`sb:{S}:state`, DESIGN.md §5) serves Redis mode.
 
 pub mod memory;
+pub mod redis;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,7 @@
 //! Attaching a connection to a session, shared by the WebSocket and SSE endpoints.
 //!
-//! Order matters: authenticate, check the session, join the hub (and subscribe the broker
-//! when this is the session's first local connection) *before* reading the history, so no
+//! Order matters: authenticate, check the session, join the hub and subscribe the broker
+//! (which counts subscriptions per session) *before* reading the history, so no
 //! event published meanwhile can fall between the history read and live delivery. Then
 //! [`recovery::plan`](super::recovery::plan) decides the replay and the seam de-duplicates.
 
@@ -64,8 +64,14 @@ pub async fn attach(state: &AppState, req: AttachRequest) -> Result<Attached, Cl
             return Err(CloseCode::TryAgainLater);
         }
     }
-    let (member, first) = state.hub.join(&session);
-    match read_position(state, &session, &req, first).await {
+    let (member, _) = state.hub.join(&session);
+    // Subscribe before reading the history (the broker counts subscriptions per session).
+    if let Err(e) = state.broker.subscribe(&session).await {
+        tracing::warn!(error = %e, session_id = %session, "subscribe failed while attaching");
+        state.hub.leave(&session, member.id);
+        return Err(CloseCode::TryAgainLater);
+    }
+    match read_position(state, &session, &req).await {
         Ok(p) => {
             let welcome = Welcome {
                 session_id: session.to_string(),
@@ -96,19 +102,11 @@ async fn read_position(
     state: &AppState,
     session: &SessionId,
     req: &AttachRequest,
-    first: bool,
 ) -> Result<(Plan, String, u64), CloseCode> {
     let unavailable = |e: &dyn std::fmt::Display| {
         tracing::warn!(error = %e, session_id = %session, "broker unavailable while attaching");
         CloseCode::TryAgainLater
     };
-    if first {
-        state
-            .broker
-            .subscribe(session)
-            .await
-            .map_err(|e| unavailable(&e))?;
-    }
     let after = req.since.unwrap_or(u64::MAX);
     let history = match state
         .broker
@@ -135,11 +133,10 @@ async fn read_position(
     Ok((p, history.top.epoch, history.top.seq))
 }
 
-/// Leaves the hub, unsubscribing the broker when this was the session's last connection.
+/// Leaves the hub and drops this connection's broker subscription.
 pub async fn detach(state: &AppState, session: &SessionId, member_id: u64) {
-    if state.hub.leave(session, member_id)
-        && let Err(e) = state.broker.unsubscribe(session).await
-    {
+    state.hub.leave(session, member_id);
+    if let Err(e) = state.broker.unsubscribe(session).await {
         tracing::warn!(error = %e, session_id = %session, "unsubscribe failed");
     }
 }

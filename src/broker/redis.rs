@@ -1,0 +1,551 @@
+//! [`Broker`] on Redis: histories in Streams, live delivery through pub/sub, so an event
+//! published on any instance reaches sockets on every instance.
+//!
+//! Layout (DESIGN.md §5; `{S}` hash-tags the session): `sb:{S}:meta` (hash: epoch, seq),
+//! `sb:{S}:events` (stream; entry id `<seq>-0`, field `e` = envelope), `sb:{S}:idem:<key>`
+//! (the first result of an idempotent publish, 5 min), channel `sb:{S}`.
+//!
+//! Publishing is one Lua script (idempotency check, epoch create-if-missing, seq increment,
+//! `XADD MAXLEN ~`, `PEXPIRE`, `PUBLISH`, idempotency record), so seq order, history and live
+//! delivery cannot disagree. The channel message is `<seq> <envelope>`: the receiving
+//! instance hands the bytes to the hub without parsing or re-serializing them.
+//!
+//! Live delivery runs through a per-session [`sequencer`](super::sequencer): frames reach
+//! the hub strictly in seq order without gaps. A gap (pub/sub lagged, Redis reconnected, a
+//! message lost) is filled from the stream before anything later is delivered; a history
+//! that was trimmed past the gap or replaced (new epoch) closes the session's sockets with
+//! 4013. After a reconnect the instance re-subscribes every held session itself (fred's
+//! `manage_subscriptions` sends an empty PSUBSCRIBE that Redis rejects) and catches each up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::extract::ws::Utf8Bytes;
+use dashmap::DashMap;
+use fred::prelude::*;
+use fred::types::scripts::Script;
+use fred::clients::SubscriberClient;
+use fred::types::{Message, RespVersion};
+
+use super::sequencer::{Sequencer, Step};
+use super::{
+    Broker, BrokerError, Frame, History, LiveSink, Publish, Published, Top, encode, new_epoch,
+};
+use crate::domain::SessionId;
+
+/// How long an idempotency key is remembered, in ms.
+const IDEMPOTENCY_MS: u64 = 300_000;
+
+const PUBLISH_LUA: &str = r#"
+local meta, events, idem = KEYS[1], KEYS[2], KEYS[3]
+local channel, maxlen, ttl, fresh_epoch = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local head, tail, id, use_idem, idem_ttl = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+if use_idem == '1' then
+  local prev = redis.call('GET', idem)
+  if prev then return {0, prev} end
+end
+local epoch = redis.call('HGET', meta, 'epoch')
+if not epoch then
+  epoch = fresh_epoch
+  redis.call('HSET', meta, 'epoch', epoch, 'seq', 0)
+  redis.call('DEL', events)
+  redis.call('PUBLISH', channel, 'reset ' .. epoch)
+end
+local seq = redis.call('HINCRBY', meta, 'seq', 1)
+local env = head .. seq .. ',"epoch":"' .. epoch .. '"' .. tail
+redis.call('XADD', events, 'MAXLEN', '~', maxlen, seq .. '-0', 'e', env)
+redis.call('PEXPIRE', meta, ttl)
+redis.call('PEXPIRE', events, ttl)
+redis.call('PUBLISH', channel, seq .. ' ' .. env)
+local result = seq .. ' ' .. epoch .. ' ' .. id
+if use_idem == '1' then redis.call('SET', idem, result, 'PX', idem_ttl) end
+return {1, result}
+"#;
+
+const OPEN_LUA: &str = r#"
+local meta, events = KEYS[1], KEYS[2]
+local channel, ttl, fresh_epoch = ARGV[1], ARGV[2], ARGV[3]
+local epoch = redis.call('HGET', meta, 'epoch')
+if not epoch then
+  epoch = fresh_epoch
+  redis.call('HSET', meta, 'epoch', epoch, 'seq', 0)
+  redis.call('DEL', events)
+  redis.call('PUBLISH', channel, 'reset ' .. epoch)
+end
+redis.call('PEXPIRE', meta, ttl)
+return {epoch, redis.call('HGET', meta, 'seq')}
+"#;
+
+/// Returns {epoch, seq, first_retained_seq, seq1, env1, seq2, env2, ...} or {} without history.
+const HISTORY_LUA: &str = r#"
+local meta, events = KEYS[1], KEYS[2]
+local after = ARGV[1]
+local m = redis.call('HMGET', meta, 'epoch', 'seq')
+if not m[1] then return {} end
+local out = {m[1], m[2]}
+local first = redis.call('XRANGE', events, '-', '+', 'COUNT', 1)
+if first[1] then
+  table.insert(out, string.match(first[1][1], '^(%d+)'))
+else
+  table.insert(out, '0')
+end
+if after ~= 'none' then
+  local r = redis.call('XRANGE', events, '(' .. after .. '-0', '+')
+  for _, e in ipairs(r) do
+    table.insert(out, string.match(e[1], '^(%d+)'))
+    table.insert(out, e[2][2])
+  end
+end
+return out
+"#;
+
+/// Histories in Redis.
+pub struct RedisBroker {
+    client: Client,
+    subscriber: SubscriberClient,
+    prefix: String,
+    sink: Arc<dyn LiveSink>,
+    history_size: usize,
+    history_ttl: Duration,
+    publish: Script,
+    open: Script,
+    history: Script,
+    /// Local subscription counts, each behind its own async lock so SUBSCRIBE/UNSUBSCRIBE of
+    /// one session are serialized.
+    subs: DashMap<SessionId, Arc<tokio::sync::Mutex<usize>>>,
+    /// Live-delivery state of every subscribed session.
+    seqs: DashMap<SessionId, Arc<std::sync::Mutex<Sequencer>>>,
+}
+
+/// Connection settings shared by the Redis broker and store.
+pub struct RedisClients {
+    /// Commands.
+    pub client: Client,
+    /// Pub/sub.
+    pub subscriber: SubscriberClient,
+}
+
+impl RedisClients {
+    /// Connects both clients (RESP3, reconnecting forever with backoff, 2 s command timeout,
+    /// no automatic replay of a command after a reconnect: a publish must not run twice).
+    pub async fn connect(url: &str) -> Result<Self, BrokerError> {
+        let err = |e: Error| BrokerError(e.to_string());
+        let mut config = Config::from_url(url).map_err(err)?;
+        config.version = RespVersion::RESP3;
+        let builder = || {
+            let mut b = Builder::from_config(config.clone());
+            b.with_connection_config(|c| {
+                c.connection_timeout = Duration::from_secs(2);
+                c.internal_command_timeout = Duration::from_secs(2);
+                c.max_command_attempts = 1;
+            })
+            .with_performance_config(|p| {
+                p.default_command_timeout = Duration::from_secs(2);
+                p.broadcast_channel_capacity = 1 << 16;
+            })
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
+            b
+        };
+        let client = builder().build().map_err(err)?;
+        let subscriber = builder().build_subscriber_client().map_err(err)?;
+        tokio::time::timeout(Duration::from_secs(10), async {
+            client.init().await?;
+            subscriber.init().await
+        })
+        .await
+        .map_err(|_| BrokerError(format!("could not reach Redis at {} within 10s", redact(url))))?
+        .map_err(err)?;
+        Ok(Self { client, subscriber })
+    }
+}
+
+/// A Redis URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+fn unavailable(e: Error) -> BrokerError {
+    BrokerError(e.to_string())
+}
+
+impl RedisBroker {
+    /// A broker on connected clients, delivering to `sink`; starts its message and
+    /// reconnect tasks.
+    pub fn new(
+        clients: &RedisClients,
+        prefix: &str,
+        sink: Arc<dyn LiveSink>,
+        history_size: usize,
+        history_ttl: Duration,
+    ) -> Arc<Self> {
+        let broker = Arc::new(Self {
+            client: clients.client.clone(),
+            subscriber: clients.subscriber.clone(),
+            prefix: prefix.to_owned(),
+            sink,
+            history_size: history_size.max(1),
+            history_ttl,
+            publish: Script::from_lua(PUBLISH_LUA),
+            open: Script::from_lua(OPEN_LUA),
+            history: Script::from_lua(HISTORY_LUA),
+            subs: DashMap::new(),
+            seqs: DashMap::new(),
+        });
+        broker.spawn_listeners();
+        broker
+    }
+
+    fn keys(&self, s: &SessionId) -> (String, String, String) {
+        let p = &self.prefix;
+        (
+            format!("{p}:{{{s}}}:meta"),
+            format!("{p}:{{{s}}}:events"),
+            format!("{p}:{{{s}}}"),
+        )
+    }
+
+    fn session_of(&self, channel: &str) -> Option<SessionId> {
+        let rest = channel.strip_prefix(&self.prefix)?.strip_prefix(":{")?;
+        rest.strip_suffix('}')?.parse().ok()
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        self.history_ttl.as_millis().max(1) as u64
+    }
+
+    fn spawn_listeners(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let mut messages = self.subscriber.message_rx();
+        tokio::spawn(async move {
+            loop {
+                match messages.recv().await {
+                    Ok(msg) => match weak.upgrade() {
+                        Some(b) => b.on_message(msg),
+                        None => break,
+                    },
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        // Lost messages show up as gaps and are filled from the streams.
+                        tracing::warn!(lost = n, "pub/sub receiver lagged");
+                        let Some(b) = weak.upgrade() else { break };
+                        b.catch_up_all();
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        let weak = Arc::downgrade(self);
+        let mut reconnects = self.subscriber.reconnect_rx();
+        tokio::spawn(async move {
+            let mut first = true;
+            while reconnects.recv().await.is_ok() {
+                let Some(b) = weak.upgrade() else { break };
+                if std::mem::take(&mut first) {
+                    continue; // the initial connect
+                }
+                tracing::info!("Redis subscriber reconnected; re-subscribing and catching up");
+                b.resubscribe_and_catch_up().await;
+            }
+        });
+    }
+
+    fn on_message(self: &Arc<Self>, msg: Message) {
+        let Some(session) = self.session_of(&msg.channel) else {
+            return;
+        };
+        let Some(text) = msg.value.as_string() else {
+            return;
+        };
+        let Some(seq_state) = self.seqs.get(&session).map(|s| s.clone()) else {
+            return;
+        };
+        if let Some(epoch) = text.strip_prefix("reset ") {
+            let step = seq_state.lock().expect("sequencer lock").reset(epoch);
+            self.apply(&session, step);
+            return;
+        }
+        let Some((seq, json)) = text.split_once(' ') else {
+            return;
+        };
+        let Ok(seq) = seq.parse::<u64>() else { return };
+        let frame = Frame {
+            seq,
+            json: Utf8Bytes::from(json.to_owned()),
+        };
+        let step = seq_state.lock().expect("sequencer lock").offer(frame);
+        self.apply(&session, step);
+    }
+
+    /// Delivers what the sequencer released and starts a catch-up when it asks for one.
+    fn apply(self: &Arc<Self>, session: &SessionId, step: Step) {
+        if step.reset {
+            self.sink.history_reset(session);
+        }
+        for f in step.deliver {
+            self.sink.deliver(session, f);
+        }
+        if step.catch_up {
+            let b = self.clone();
+            let s = session.clone();
+            tokio::spawn(async move { b.catch_up(&s).await });
+        }
+    }
+
+    /// Fills a session's gap from the stream, then releases buffered live frames.
+    async fn catch_up(self: &Arc<Self>, session: &SessionId) {
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let Some(state) = self.seqs.get(session).map(|s| s.clone()) else {
+                return;
+            };
+            let after = state.lock().expect("sequencer lock").last();
+            match self.history(session, after).await {
+                Ok(h) => {
+                    let step = state.lock().expect("sequencer lock").caught_up(h);
+                    let again = step.catch_up;
+                    self.apply(session, Step { catch_up: false, ..step });
+                    if !again {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, session_id = %session, "catch-up failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    fn catch_up_all(self: &Arc<Self>) {
+        for entry in self.seqs.iter() {
+            let step = entry.value().lock().expect("sequencer lock").force_catch_up();
+            self.apply(entry.key(), step);
+        }
+    }
+
+    async fn resubscribe_and_catch_up(self: &Arc<Self>) {
+        let channels: Vec<String> = self
+            .seqs
+            .iter()
+            .map(|e| self.keys(e.key()).2)
+            .collect();
+        for chunk in channels.chunks(500) {
+            let mut delay = Duration::from_millis(100);
+            while let Err(e) = self.subscriber.subscribe(chunk.to_vec()).await {
+                tracing::warn!(error = %e, "re-subscribe failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+        self.catch_up_all();
+    }
+
+    /// Compares each held session's delivered position with Redis and fills any gap (the
+    /// "position check"): a lost message is noticed even if no later one arrives.
+    pub async fn check_positions(self: &Arc<Self>) {
+        let sessions: Vec<SessionId> = self.seqs.iter().map(|e| e.key().clone()).collect();
+        for s in sessions {
+            let Ok(Some(top)) = self.top(&s).await else { continue };
+            let Some(state) = self.seqs.get(&s).map(|x| x.clone()) else { continue };
+            let step = state.lock().expect("sequencer lock").check(&top);
+            self.apply(&s, step);
+        }
+    }
+}
+
+fn parse_history(values: Vec<Value>, after: u64) -> Result<Option<History>, BrokerError> {
+    if values.is_empty() {
+        return Ok(None);
+    }
+    let text = |v: &Value| v.as_string().unwrap_or_default();
+    let num = |v: &Value| -> u64 { text(v).parse().unwrap_or(0) };
+    if values.len() < 3 {
+        return Err(BrokerError("unexpected history reply".into()));
+    }
+    let top = Top {
+        epoch: text(&values[0]),
+        seq: num(&values[1]),
+    };
+    let events: Vec<Frame> = values[3..]
+        .chunks_exact(2)
+        .map(|p| Frame {
+            seq: num(&p[0]),
+            json: Utf8Bytes::from(text(&p[1])),
+        })
+        .filter(|f| f.seq <= top.seq)
+        .collect();
+    let complete = after <= top.seq && events.len() as u64 == top.seq - after;
+    Ok(Some(History {
+        top,
+        events,
+        complete,
+    }))
+}
+
+#[async_trait]
+impl Broker for RedisBroker {
+    async fn open(&self, session: &SessionId) -> Result<Top, BrokerError> {
+        let (meta, events, channel) = self.keys(session);
+        let r: Vec<Value> = self
+            .open
+            .evalsha_with_reload(
+                &self.client,
+                vec![meta, events],
+                vec![channel, self.ttl_ms().to_string(), new_epoch()],
+            )
+            .await
+            .map_err(unavailable)?;
+        match r.as_slice() {
+            [epoch, seq] => Ok(Top {
+                epoch: epoch.as_string().unwrap_or_default(),
+                seq: seq.as_string().and_then(|s| s.parse().ok()).unwrap_or(0),
+            }),
+            _ => Err(BrokerError("unexpected open reply".into())),
+        }
+    }
+
+    async fn publish(&self, session: &SessionId, event: Publish) -> Result<Published, BrokerError> {
+        let (meta, events, channel) = self.keys(session);
+        // Serialize once with placeholders; the script splices in the seq and epoch.
+        let (id, frame) = encode(session, 0, "", &event);
+        let marker = "\"seq\":0,\"epoch\":\"\"";
+        let json = frame.json.as_str();
+        let at = json
+            .find(marker)
+            .ok_or_else(|| BrokerError("envelope layout changed".into()))?;
+        let head = &json[..at + "\"seq\":".len()];
+        let tail = &json[at + marker.len()..];
+        let idem = match &event.idempotency_key {
+            Some(k) => format!("{}:{{{session}}}:idem:{k}", self.prefix),
+            None => format!("{}:{{{session}}}:idem:", self.prefix),
+        };
+        let r: Vec<Value> = self
+            .publish
+            .evalsha_with_reload(
+                &self.client,
+                vec![meta, events, idem],
+                vec![
+                    channel,
+                    self.history_size.to_string(),
+                    self.ttl_ms().to_string(),
+                    new_epoch(),
+                    head.to_owned(),
+                    tail.to_owned(),
+                    id.to_string(),
+                    if event.idempotency_key.is_some() { "1" } else { "0" }.to_owned(),
+                    IDEMPOTENCY_MS.to_string(),
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        let (fresh, result) = match r.as_slice() {
+            [flag, result] => (
+                flag.as_i64() == Some(1) || flag.as_string().as_deref() == Some("1"),
+                result.as_string().unwrap_or_default(),
+            ),
+            _ => return Err(BrokerError("unexpected publish reply".into())),
+        };
+        let mut parts = result.splitn(3, ' ');
+        let (Some(seq), Some(epoch), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(BrokerError("unexpected publish result".into()));
+        };
+        Ok(Published {
+            seq: seq.parse().map_err(|_| BrokerError("bad seq".into()))?,
+            epoch: epoch.to_owned(),
+            id: id.parse().map_err(|_| BrokerError("bad id".into()))?,
+            duplicate: !fresh,
+        })
+    }
+
+    async fn history(
+        &self,
+        session: &SessionId,
+        after: u64,
+    ) -> Result<Option<History>, BrokerError> {
+        let (meta, events, _) = self.keys(session);
+        let arg = if after == u64::MAX {
+            "none".to_owned()
+        } else {
+            after.to_string()
+        };
+        let r: Vec<Value> = self
+            .history
+            .evalsha_with_reload(&self.client, vec![meta, events], vec![arg])
+            .await
+            .map_err(unavailable)?;
+        let mut h = parse_history(r, after.min(u64::MAX - 1))?;
+        if after == u64::MAX
+            && let Some(h) = h.as_mut()
+        {
+            h.complete = false;
+        }
+        Ok(h)
+    }
+
+    async fn top(&self, session: &SessionId) -> Result<Option<Top>, BrokerError> {
+        let (meta, _, _) = self.keys(session);
+        let (epoch, seq): (Option<String>, Option<u64>) = self
+            .client
+            .hmget(meta, vec!["epoch", "seq"])
+            .await
+            .map_err(unavailable)?;
+        Ok(epoch.map(|epoch| Top {
+            epoch,
+            seq: seq.unwrap_or(0),
+        }))
+    }
+
+    async fn subscribe(&self, session: &SessionId) -> Result<(), BrokerError> {
+        let lock = self.subs.entry(session.clone()).or_default().clone();
+        let mut count = lock.lock().await;
+        if *count == 0 {
+            let (_, _, channel) = self.keys(session);
+            let seq = Arc::new(std::sync::Mutex::new(Sequencer::new()));
+            self.seqs.insert(session.clone(), seq.clone());
+            if let Err(e) = self.subscriber.subscribe(channel).await {
+                self.seqs.remove(session);
+                return Err(unavailable(e));
+            }
+            // Live frames that arrive now are buffered until the position is known.
+            let top = match self.top(session).await {
+                Ok(t) => t,
+                Err(e) => {
+                    self.seqs.remove(session);
+                    return Err(e);
+                }
+            };
+            let step = seq.lock().expect("sequencer lock").start(top);
+            for f in step.deliver {
+                self.sink.deliver(session, f);
+            }
+        }
+        *count += 1;
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, session: &SessionId) -> Result<(), BrokerError> {
+        let Some(lock) = self.subs.get(session).map(|l| l.clone()) else {
+            return Ok(());
+        };
+        let mut count = lock.lock().await;
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            self.seqs.remove(session);
+            let (_, _, channel) = self.keys(session);
+            self.subscriber.unsubscribe(channel).await.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), BrokerError> {
+        let _: String = self.client.ping(None).await.map_err(unavailable)?;
+        if !self.subscriber.is_connected() {
+            return Err(BrokerError("the pub/sub connection is down".into()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,116 @@
+//! [`SessionStore`] on Redis: `sb:{S}:state` (hash), its TTL sliding on every read.
+//! Any instance reads what another wrote.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fred::prelude::*;
+use fred::types::scripts::Script;
+
+use super::{SessionState, SessionStore, StoreError};
+use crate::domain::SessionId;
+
+/// Reads the hash and slides its TTL in one step.
+const GET_LUA: &str = r#"
+local h = redis.call('HGETALL', KEYS[1])
+if #h == 0 then return h end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return h
+"#;
+
+/// Session state in Redis.
+pub struct RedisStore {
+    client: Client,
+    prefix: String,
+    ttl: Duration,
+    get: Script,
+}
+
+impl RedisStore {
+    /// A store on a connected client; sessions expire after `ttl` without activity.
+    pub fn new(client: Client, prefix: &str, ttl: Duration) -> Self {
+        Self {
+            client,
+            prefix: prefix.to_owned(),
+            ttl,
+            get: Script::from_lua(GET_LUA),
+        }
+    }
+
+    fn key(&self, id: &SessionId) -> String {
+        format!("{}:{{{id}}}:state", self.prefix)
+    }
+}
+
+fn unavailable(e: Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn create(&self, s: &SessionState) -> Result<(), StoreError> {
+        let key = self.key(&s.session_id);
+        let mut fields: Vec<(&str, String)> = vec![
+            ("session_id", s.session_id.to_string()),
+            ("scenario_id", s.scenario_id.to_string()),
+            ("root_agent", s.root_agent.to_string()),
+            ("active_agent", s.active_agent.to_string()),
+            ("created_at", s.created_at.clone()),
+            ("updated_at", s.updated_at.clone()),
+        ];
+        if let Some(c) = &s.context {
+            fields.push(("context", c.clone()));
+        }
+        let tx = self.client.multi();
+        let _: () = tx.del(&key).await.map_err(unavailable)?;
+        let _: () = tx.hset(&key, fields).await.map_err(unavailable)?;
+        let _: () = tx
+            .pexpire(&key, self.ttl.as_millis() as i64, None)
+            .await
+            .map_err(unavailable)?;
+        let _: () = tx.exec(true).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &SessionId) -> Result<Option<SessionState>, StoreError> {
+        let h: HashMap<String, String> = self
+            .get
+            .evalsha_with_reload(
+                &self.client,
+                vec![self.key(id)],
+                vec![self.ttl.as_millis().to_string()],
+            )
+            .await
+            .map_err(unavailable)?;
+        if h.is_empty() {
+            return Ok(None);
+        }
+        let field = |name: &str| {
+            h.get(name)
+                .cloned()
+                .ok_or_else(|| StoreError::Corrupt(format!("{name} missing in {}", self.key(id))))
+        };
+        let parse = |name: &str| -> Result<String, StoreError> { field(name) };
+        Ok(Some(SessionState {
+            session_id: id.clone(),
+            scenario_id: parse("scenario_id")?
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("{e}")))?,
+            root_agent: parse("root_agent")?
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("{e}")))?,
+            active_agent: parse("active_agent")?
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("{e}")))?,
+            created_at: field("created_at")?,
+            updated_at: field("updated_at")?,
+            context: h.get("context").cloned(),
+        }))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = self.client.ping(None).await.map_err(unavailable)?;
+        Ok(())
+    }
+}
