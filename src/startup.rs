@@ -73,7 +73,11 @@ impl Application {
                     config.history_ttl,
                 );
                 spawn_position_check(&broker, config.position_check);
-                let store = RedisStore::new(clients.client.clone(), &config.redis_prefix, config.session_ttl);
+                let store = RedisStore::new(
+                    clients.client.clone(),
+                    &config.redis_prefix,
+                    config.session_ttl,
+                );
                 (broker, Arc::new(store))
             }
         };

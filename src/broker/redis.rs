@@ -23,9 +23,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
+use fred::clients::SubscriberClient;
 use fred::prelude::*;
 use fred::types::scripts::Script;
-use fred::clients::SubscriberClient;
 use fred::types::{Message, RespVersion};
 
 use super::sequencer::{Sequencer, Step};
@@ -154,7 +154,12 @@ impl RedisClients {
             subscriber.init().await
         })
         .await
-        .map_err(|_| BrokerError(format!("could not reach Redis at {} within 10s", redact(url))))?
+        .map_err(|_| {
+            BrokerError(format!(
+                "could not reach Redis at {} within 10s",
+                redact(url)
+            ))
+        })?
         .map_err(err)?;
         Ok(Self { client, subscriber })
     }
@@ -306,7 +311,13 @@ impl RedisBroker {
                 Ok(h) => {
                     let step = state.lock().expect("sequencer lock").caught_up(h);
                     let again = step.catch_up;
-                    self.apply(session, Step { catch_up: false, ..step });
+                    self.apply(
+                        session,
+                        Step {
+                            catch_up: false,
+                            ..step
+                        },
+                    );
                     if !again {
                         return;
                     }
@@ -322,17 +333,17 @@ impl RedisBroker {
 
     fn catch_up_all(self: &Arc<Self>) {
         for entry in self.seqs.iter() {
-            let step = entry.value().lock().expect("sequencer lock").force_catch_up();
+            let step = entry
+                .value()
+                .lock()
+                .expect("sequencer lock")
+                .force_catch_up();
             self.apply(entry.key(), step);
         }
     }
 
     async fn resubscribe_and_catch_up(self: &Arc<Self>) {
-        let channels: Vec<String> = self
-            .seqs
-            .iter()
-            .map(|e| self.keys(e.key()).2)
-            .collect();
+        let channels: Vec<String> = self.seqs.iter().map(|e| self.keys(e.key()).2).collect();
         for chunk in channels.chunks(500) {
             let mut delay = Duration::from_millis(100);
             while let Err(e) = self.subscriber.subscribe(chunk.to_vec()).await {
@@ -349,8 +360,12 @@ impl RedisBroker {
     pub async fn check_positions(self: &Arc<Self>) {
         let sessions: Vec<SessionId> = self.seqs.iter().map(|e| e.key().clone()).collect();
         for s in sessions {
-            let Ok(Some(top)) = self.top(&s).await else { continue };
-            let Some(state) = self.seqs.get(&s).map(|x| x.clone()) else { continue };
+            let Ok(Some(top)) = self.top(&s).await else {
+                continue;
+            };
+            let Some(state) = self.seqs.get(&s).map(|x| x.clone()) else {
+                continue;
+            };
             let step = state.lock().expect("sequencer lock").check(&top);
             self.apply(&s, step);
         }
@@ -436,7 +451,12 @@ impl Broker for RedisBroker {
                     head.to_owned(),
                     tail.to_owned(),
                     id.to_string(),
-                    if event.idempotency_key.is_some() { "1" } else { "0" }.to_owned(),
+                    if event.idempotency_key.is_some() {
+                        "1"
+                    } else {
+                        "0"
+                    }
+                    .to_owned(),
                     IDEMPOTENCY_MS.to_string(),
                 ],
             )
@@ -536,7 +556,10 @@ impl Broker for RedisBroker {
         if *count == 0 {
             self.seqs.remove(session);
             let (_, _, channel) = self.keys(session);
-            self.subscriber.unsubscribe(channel).await.map_err(unavailable)?;
+            self.subscriber
+                .unsubscribe(channel)
+                .await
+                .map_err(unavailable)?;
         }
         Ok(())
     }

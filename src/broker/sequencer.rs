@@ -222,7 +222,12 @@ mod tests {
         }
     }
 
-    fn history(epoch: &str, top_seq: u64, events: std::ops::RangeInclusive<u64>, complete: bool) -> History {
+    fn history(
+        epoch: &str,
+        top_seq: u64,
+        events: std::ops::RangeInclusive<u64>,
+        complete: bool,
+    ) -> History {
         History {
             top: top(epoch, top_seq),
             events: events.map(f).collect(),
@@ -248,7 +253,10 @@ mod tests {
         assert_eq!(seqs(&s.offer(f(1))), [1]);
         let step = s.offer(f(4));
         assert!(step.catch_up && step.deliver.is_empty());
-        assert!(s.offer(f(5)).deliver.is_empty(), "buffered while catching up");
+        assert!(
+            s.offer(f(5)).deliver.is_empty(),
+            "buffered while catching up"
+        );
         let step = s.caught_up(Some(history("e", 5, 2..=5, true)));
         assert!(!step.reset && !step.catch_up);
         assert_eq!(seqs(&step), [2, 3, 4, 5]);
@@ -274,7 +282,10 @@ mod tests {
     fn reset_message_switches_epoch_and_restarts_numbering() {
         let mut s = Sequencer::new();
         s.start(Some(top("e", 7)));
-        assert!(s.reset("e").deliver.is_empty() && !s.reset("e").reset, "same epoch: nothing");
+        assert!(
+            s.reset("e").deliver.is_empty() && !s.reset("e").reset,
+            "same epoch: nothing"
+        );
         assert!(s.reset("e2").reset);
         assert_eq!(seqs(&s.offer(f(1))), [1]);
     }
@@ -286,6 +297,9 @@ mod tests {
         assert!(!s.check(&top("e", 3)).catch_up);
         assert!(s.check(&top("e", 5)).catch_up);
         assert!(!s.force_catch_up().catch_up, "one catch-up at a time");
-        assert_eq!(seqs(&s.caught_up(Some(history("e", 5, 4..=5, true)))), [4, 5]);
+        assert_eq!(
+            seqs(&s.caught_up(Some(history("e", 5, 4..=5, true)))),
+            [4, 5]
+        );
     }
 }

@@ -36,15 +36,19 @@ impl Recorder {
     }
 }
 
+/// Whatever must live as long as the broker (a Redis server).
+pub type Guard = Box<dyn std::any::Any + Send>;
+
 /// Builds a broker under test.
 #[async_trait]
 pub trait Factory: Sync {
-    /// A fresh broker delivering to a fresh recorder.
+    /// A fresh broker delivering to a fresh recorder, and a guard that keeps its backend
+    /// alive until the test ends.
     async fn make(
         &self,
         history_size: usize,
         history_ttl: Duration,
-    ) -> (Arc<dyn Broker>, Arc<Recorder>);
+    ) -> (Arc<dyn Broker>, Arc<Recorder>, Guard);
 }
 
 fn sid(name: &str) -> SessionId {
@@ -74,7 +78,7 @@ async fn wait_for(rec: &Recorder, s: &SessionId, n: usize) -> Vec<u64> {
 }
 
 pub async fn concurrent_publishes_are_ordered_without_gaps(f: &dyn Factory) {
-    let (b, rec) = f.make(1000, Duration::from_secs(60)).await;
+    let (b, rec, _guard) = f.make(1000, Duration::from_secs(60)).await;
     let s = sid("order");
     let top = b.open(&s).await.unwrap();
     assert_eq!(top.seq, 0);
@@ -115,7 +119,7 @@ pub async fn concurrent_publishes_are_ordered_without_gaps(f: &dyn Factory) {
 }
 
 pub async fn envelopes_carry_the_documented_fields(f: &dyn Factory) {
-    let (b, _) = f.make(10, Duration::from_secs(60)).await;
+    let (b, _, _guard) = f.make(10, Duration::from_secs(60)).await;
     let s = sid("env");
     let top = b.open(&s).await.unwrap();
     let p = b.publish(&s, event(7, None)).await.unwrap();
@@ -135,7 +139,7 @@ pub async fn envelopes_carry_the_documented_fields(f: &dyn Factory) {
 }
 
 pub async fn idempotency_keys_publish_once(f: &dyn Factory) {
-    let (b, rec) = f.make(10, Duration::from_secs(60)).await;
+    let (b, rec, _guard) = f.make(10, Duration::from_secs(60)).await;
     let s = sid("idem");
     b.subscribe(&s).await.unwrap();
     let first = b.publish(&s, event(1, Some("k1"))).await.unwrap();
@@ -165,7 +169,7 @@ pub async fn idempotency_keys_publish_once(f: &dyn Factory) {
 }
 
 pub async fn history_is_bounded_and_reports_completeness(f: &dyn Factory) {
-    let (b, _) = f.make(10, Duration::from_secs(60)).await;
+    let (b, _, _guard) = f.make(10, Duration::from_secs(60)).await;
     let s = sid("bound");
     for i in 0..25 {
         b.publish(&s, event(i, None)).await.unwrap();
@@ -188,7 +192,7 @@ pub async fn history_is_bounded_and_reports_completeness(f: &dyn Factory) {
 }
 
 pub async fn open_top_and_missing_sessions(f: &dyn Factory) {
-    let (b, _) = f.make(10, Duration::from_secs(60)).await;
+    let (b, _, _guard) = f.make(10, Duration::from_secs(60)).await;
     let s = sid("open");
     assert!(b.top(&s).await.unwrap().is_none());
     assert!(b.history(&s, 0).await.unwrap().is_none());
@@ -203,7 +207,7 @@ pub async fn open_top_and_missing_sessions(f: &dyn Factory) {
 }
 
 pub async fn sessions_are_isolated(f: &dyn Factory) {
-    let (b, rec) = f.make(10, Duration::from_secs(60)).await;
+    let (b, rec, _guard) = f.make(10, Duration::from_secs(60)).await;
     let (a, c) = (sid("a"), sid("c"));
     b.subscribe(&a).await.unwrap();
     b.subscribe(&c).await.unwrap();
@@ -217,7 +221,7 @@ pub async fn sessions_are_isolated(f: &dyn Factory) {
 }
 
 pub async fn an_expired_history_comes_back_with_a_new_epoch(f: &dyn Factory) {
-    let (b, rec) = f.make(10, Duration::from_millis(1000)).await;
+    let (b, rec, _guard) = f.make(10, Duration::from_millis(1000)).await;
     let s = sid("ttl");
     let t1 = b.open(&s).await.unwrap();
     b.publish(&s, event(1, None)).await.unwrap();
@@ -280,11 +284,42 @@ pub mod memory {
 
     #[async_trait]
     impl Factory for MemoryFactory {
-        async fn make(&self, size: usize, ttl: Duration) -> (Arc<dyn Broker>, Arc<Recorder>) {
+        async fn make(
+            &self,
+            size: usize,
+            ttl: Duration,
+        ) -> (Arc<dyn Broker>, Arc<Recorder>, Guard) {
             let rec = Arc::new(Recorder::default());
-            (MemoryBroker::new(rec.clone(), size, ttl), rec)
+            (MemoryBroker::new(rec.clone(), size, ttl), rec, Box::new(()))
         }
     }
 
     crate::broker_contract_tests!(MemoryFactory);
+}
+
+/// The contract against `RedisBroker`, each test on its own private redis-server.
+pub mod redis {
+    use super::*;
+    use crate::support::redis::{RedisServer, unique_prefix};
+    use switchboard::broker::redis::{RedisBroker, RedisClients};
+
+    /// Starts a private server per broker; the guard stops it when the test ends.
+    pub struct RedisFactory;
+
+    #[async_trait]
+    impl Factory for RedisFactory {
+        async fn make(
+            &self,
+            size: usize,
+            ttl: Duration,
+        ) -> (Arc<dyn Broker>, Arc<Recorder>, Guard) {
+            let server = RedisServer::start(false).await;
+            let clients = RedisClients::connect(&server.url()).await.unwrap();
+            let rec = Arc::new(Recorder::default());
+            let broker = RedisBroker::new(&clients, &unique_prefix(), rec.clone(), size, ttl);
+            (broker, rec, Box::new(server))
+        }
+    }
+
+    crate::broker_contract_tests!(RedisFactory);
 }

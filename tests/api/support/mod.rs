@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod channel;
+pub mod redis;
 
 use std::time::Duration;
 
@@ -148,6 +149,24 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         state,
         stop: Some(tx),
     }
+}
+
+/// Spawns an instance in Redis mode on `redis` with key prefix `prefix` (instances sharing
+/// a prefix form one deployment).
+pub async fn spawn_redis_app(
+    redis: &redis::RedisServer,
+    prefix: &str,
+    adjust: impl FnOnce(&mut Config),
+) -> TestApp {
+    let (url, prefix) = (redis.url(), prefix.to_owned());
+    spawn_app_with(move |c| {
+        c.redis_url = Some(url);
+        c.redis_prefix = prefix;
+        c.session_secret = Some(SESSION_SECRET.to_owned().into());
+        c.position_check = Duration::from_millis(500);
+        adjust(c);
+    })
+    .await
 }
 
 /// Spawns the app pointed at a fake upstream, with a short timeout and fast retries.

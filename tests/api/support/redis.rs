@@ -1,0 +1,130 @@
+//! A private `redis-server` per test, on a free loopback port, in its own temp directory,
+//! that a test can kill and restart (keeping or dropping its data). Fails with a clear
+//! message when `redis-server` is not installed; never skips.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A running (or killed) Redis server owned by one test.
+pub struct RedisServer {
+    child: Option<Child>,
+    /// Its port.
+    pub port: u16,
+    dir: tempfile::TempDir,
+    aof: bool,
+}
+
+impl RedisServer {
+    /// Starts a server; with `aof`, every write is fsynced to an append-only file, so a
+    /// killed server comes back with every acknowledged write.
+    pub async fn start(aof: bool) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut s = Self {
+            child: None,
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            aof,
+        };
+        s.spawn().await;
+        s
+    }
+
+    async fn spawn(&mut self) {
+        let mut cmd = Command::new("redis-server");
+        cmd.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--dir", self.dir.path().to_str().unwrap()])
+        .args(["--appendonly", if self.aof { "yes" } else { "no" }])
+        .args(["--appendfsync", "always"])
+        // Fine-grained approximate trimming, so MAXLEN ~ trims small test histories.
+        .args(["--stream-node-max-entries", "4"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        // If the test process dies (a timeout kill), the server dies with it.
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "cannot start redis-server ({e}): install it (apt-get install -y redis-server); \
+                 .ci/run does this on a fresh machine"
+            )
+        });
+        self.child = Some(child);
+        for _ in 0..200 {
+            if self.ping().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("redis-server on port {} did not answer PING", self.port);
+    }
+
+    async fn ping(&self) -> bool {
+        let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await else {
+            return false;
+        };
+        if s.write_all(b"PING\r\n").await.is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 7];
+        matches!(s.read(&mut buf).await, Ok(n) if buf[..n].starts_with(b"+PONG"))
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL, no shutdown save).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port; `keep_data: false` wipes its directory first.
+    pub async fn restart(&mut self, keep_data: bool) {
+        self.kill();
+        if !keep_data {
+            for entry in std::fs::read_dir(self.dir.path()).unwrap() {
+                let p = entry.unwrap().path();
+                if p.is_dir() {
+                    std::fs::remove_dir_all(p).unwrap();
+                } else {
+                    std::fs::remove_file(p).unwrap();
+                }
+            }
+        }
+        self.spawn().await;
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A key prefix unique to one test.
+pub fn unique_prefix() -> String {
+    format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
