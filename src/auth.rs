@@ -30,6 +30,9 @@ pub struct SessionClaims {
     pub root: String,
     /// Issued at (unix seconds).
     pub iat: u64,
+    /// Issued at (unix milliseconds), to compare with the store's dataset age.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iatm: Option<u64>,
     /// Expires at (unix seconds).
     pub exp: u64,
 }
@@ -92,13 +95,15 @@ impl TokenIssuer {
 
     /// A token for a session; returns it with its expiry (unix seconds).
     pub fn issue(&self, sid: &SessionId, scenario: &str, root: &str) -> (String, u64) {
-        let iat = unix_now();
+        let iatm = unix_now_ms();
+        let iat = iatm / 1000;
         let exp = iat + self.ttl.as_secs();
         let claims = SessionClaims {
             sid: sid.to_string(),
             scn: scenario.to_owned(),
             root: root.to_owned(),
             iat,
+            iatm: Some(iatm),
             exp,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
@@ -151,6 +156,22 @@ pub fn require_api_key(config: &Config, headers: &HeaderMap) -> Result<(), ApiEr
     } else {
         Err(ApiError::unauthorized("the server API key is not valid"))
     }
+}
+
+impl SessionClaims {
+    /// When the token was issued, in unix ms (the end of `iat`'s second when only `iat` is
+    /// known, so an ambiguous token counts as the newer one).
+    pub fn issued_ms(&self) -> u64 {
+        self.iatm.unwrap_or(self.iat * 1000 + 999)
+    }
+}
+
+/// Unix time in milliseconds.
+pub fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
 }
 
 /// Unix time in seconds.

@@ -13,6 +13,7 @@
 //! - [`http`]: REST handlers, one file per resource.
 //! - [`auth`]: session tokens (HS256 JWT).
 //! - [`domain`]: validated identifier newtypes.
+//! - [`lifecycle`]: re-creating a lost session from its token.
 //! - [`scenario`]: scenario files, validation, registry and JSON views.
 //! - [`store`]: `SessionStore` trait and the in-memory store.
 //! - [`broker`]: `Broker` trait (per-session histories) and the in-memory broker.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod lifecycle;
 pub mod scenario;
 pub mod startup;
 pub mod state;

@@ -245,12 +245,10 @@ impl RedisBroker {
         let weak = Arc::downgrade(self);
         let mut reconnects = self.subscriber.reconnect_rx();
         tokio::spawn(async move {
-            let mut first = true;
+            // The clients connected before this listener existed, so every event here is a
+            // reconnect (and a spurious one costs one SUBSCRIBE and one history read).
             while reconnects.recv().await.is_ok() {
                 let Some(b) = weak.upgrade() else { break };
-                if std::mem::take(&mut first) {
-                    continue; // the initial connect
-                }
                 tracing::info!("Redis subscriber reconnected; re-subscribing and catching up");
                 b.resubscribe_and_catch_up().await;
             }

@@ -120,9 +120,15 @@ impl Sequencer {
     /// The result of a history read after [`last`](Self::last).
     pub fn caught_up(&mut self, history: Option<History>) -> Step {
         let Some(h) = history else {
-            // The history vanished; the next publish starts a new one (and resets).
+            // The history vanished (expired, or Redis came back empty): sockets must re-sync.
+            let had = self.epoch.take().is_some();
+            self.last = 0;
+            self.pending.clear();
             self.mode = Mode::Live;
-            return Step::default();
+            return Step {
+                reset: had,
+                ..Step::default()
+            };
         };
         let mut step = Step::default();
         let epoch_changed = self.epoch.as_ref().is_some_and(|e| *e != h.top.epoch);

@@ -23,6 +23,7 @@ struct Entry {
 pub struct MemoryStore {
     map: DashMap<SessionId, Entry>,
     ttl: Duration,
+    since: u64,
 }
 
 impl MemoryStore {
@@ -31,6 +32,7 @@ impl MemoryStore {
         let store = Arc::new(Self {
             map: DashMap::new(),
             ttl,
+            since: crate::auth::unix_now_ms(),
         });
         let weak = Arc::downgrade(&store);
         let every = ttl.clamp(Duration::from_millis(100), Duration::from_secs(60));
@@ -86,6 +88,10 @@ impl SessionStore for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn dataset_since(&self) -> Result<u64, StoreError> {
+        Ok(self.since)
     }
 }
 

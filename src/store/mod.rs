@@ -56,6 +56,11 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Checks the backend answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Unix milliseconds since which this store's data has existed (process start in memory;
+    /// the first write after Redis came up empty in Redis mode). A session token issued
+    /// before it may name a session that was lost rather than one that expired.
+    async fn dataset_since(&self) -> Result<u64, StoreError>;
 }
 
 /// Now as RFC 3339 UTC with milliseconds.

@@ -63,6 +63,17 @@ impl SessionStore for RedisStore {
             fields.push(("context", c.clone()));
         }
         let tx = self.client.multi();
+        // Marks when this dataset began (kept if already set): see `dataset_since`.
+        let _: () = tx
+            .set(
+                format!("{}:dataset", self.prefix),
+                crate::auth::unix_now_ms(),
+                None,
+                Some(SetOptions::NX),
+                false,
+            )
+            .await
+            .map_err(unavailable)?;
         let _: () = tx.del(&key).await.map_err(unavailable)?;
         let _: () = tx.hset(&key, fields).await.map_err(unavailable)?;
         let _: () = tx
@@ -112,5 +123,17 @@ impl SessionStore for RedisStore {
     async fn ping(&self) -> Result<(), StoreError> {
         let _: String = self.client.ping(None).await.map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn dataset_since(&self) -> Result<u64, StoreError> {
+        let key = format!("{}:dataset", self.prefix);
+        let now = crate::auth::unix_now_ms();
+        // SET NX GET: keeps the first value, returns it (nil when we just set it).
+        let prev: Option<u64> = self
+            .client
+            .set(&key, now, None, Some(SetOptions::NX), true)
+            .await
+            .map_err(unavailable)?;
+        Ok(prev.unwrap_or(now))
     }
 }

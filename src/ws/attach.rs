@@ -9,9 +9,10 @@ use proto_events::{CloseCode, Welcome};
 
 use super::hub::Member;
 use super::recovery::{Plan, Seam, plan};
-use crate::auth::TokenError;
+use crate::auth::{SessionClaims, TokenError};
 use crate::broker::Frame;
 use crate::domain::SessionId;
+use crate::lifecycle::{Missing, ensure_session};
 use crate::state::AppState;
 
 /// The client's request to attach.
@@ -39,13 +40,15 @@ pub struct Attached {
     pub replay: Vec<Frame>,
     /// The seam for live events.
     pub seam: Seam,
+    /// The token's claims (to re-create the session if it is lost while connected).
+    pub claims: SessionClaims,
 }
 
 /// Authenticates and attaches; the error is the close code to send.
 pub async fn attach(state: &AppState, req: AttachRequest) -> Result<Attached, CloseCode> {
     let token = req.token.as_deref().filter(|t| !t.is_empty());
     let token = token.ok_or(CloseCode::Unauthorized)?;
-    state
+    let claims = state
         .tokens
         .verify(token, &req.session_id)
         .map_err(|e| match e {
@@ -56,10 +59,10 @@ pub async fn attach(state: &AppState, req: AttachRequest) -> Result<Attached, Cl
         .session_id
         .parse()
         .map_err(|_| CloseCode::Unauthorized)?;
-    match state.store.get(&session).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return Err(CloseCode::UnknownSession),
-        Err(e) => {
+    match ensure_session(state, &session, &claims).await {
+        Ok(_) => {}
+        Err(Missing::Gone) => return Err(CloseCode::UnknownSession),
+        Err(Missing::Unavailable(e)) => {
             tracing::warn!(error = %e, "session store unavailable while attaching");
             return Err(CloseCode::TryAgainLater);
         }
@@ -89,6 +92,7 @@ pub async fn attach(state: &AppState, req: AttachRequest) -> Result<Attached, Cl
                 welcome,
                 replay: p.0.replay,
                 seam,
+                claims,
             })
         }
         Err(code) => {

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::attach::{AttachRequest, Attached, attach, detach};
 use super::recovery::Admit;
+use crate::lifecycle::{Found, Missing, ensure_session};
 use crate::state::AppState;
 
 /// Query of `/api/ws`. Numbers are taken as text so a bad value degrades to "absent"
@@ -84,6 +85,7 @@ async fn run(socket: WebSocket, state: &AppState, attached: Attached) {
         welcome,
         replay,
         mut seam,
+        claims,
     } = attached;
     let (mut tx, mut rx) = socket.split();
     if tx.feed(json_message(&welcome)).await.is_err() {
@@ -154,8 +156,10 @@ async fn run(socket: WebSocket, state: &AppState, attached: Attached) {
             }
             _ = ticker.tick() => {
                 // An open socket is activity: it keeps the session from idling out.
-                if let Ok(None) = state.store.get(&session).await {
-                    break Some(CloseCode::UnknownSession);
+                match ensure_session(state, &session, &claims).await {
+                    Ok((_, Found::Existing)) | Err(Missing::Unavailable(_)) => {}
+                    Ok((_, Found::Recreated)) => break Some(CloseCode::HistoryLost),
+                    Err(Missing::Gone) => break Some(CloseCode::UnknownSession),
                 }
                 if last_seen.elapsed() > heartbeat * 2 {
                     tracing::info!(session_id = %session, "dropping a silent client");

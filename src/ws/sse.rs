@@ -98,6 +98,7 @@ async fn pump(state: AppState, attached: Attached, tx: mpsc::Sender<Event>) {
         welcome,
         replay,
         mut seam,
+        ..
     } = attached;
     let welcome = Event::default()
         .event("welcome")

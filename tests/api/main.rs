@@ -12,6 +12,7 @@ mod health;
 mod keys;
 mod openapi;
 mod python_sdk;
+mod redis_faults;
 mod redis_mode;
 mod responses;
 mod scenario_files;

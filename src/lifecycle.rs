@@ -1,0 +1,86 @@
+//! Keeping a session reachable by its token: when the store no longer has a session whose
+//! token is still valid, decide whether it expired (the token is newer than the store's
+//! data: 4004 / 404) or was lost (Redis came back empty, or the process restarted with a
+//! configured secret: the token predates the data), and in the second case re-create it
+//! from the token's claims with a new history epoch, so a token never becomes useless
+//! because the backend lost its data.
+
+use crate::auth::SessionClaims;
+use crate::domain::SessionId;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::{SessionState, StoreError, now_rfc3339};
+
+/// Whether a session was found or re-created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// It was in the store.
+    Existing,
+    /// It was lost and has been re-created from the token (new epoch).
+    Recreated,
+}
+
+/// Why a session could not be produced.
+#[derive(Debug)]
+pub enum Missing {
+    /// It expired (or never existed).
+    Gone,
+    /// A backend failed.
+    Unavailable(String),
+}
+
+impl From<StoreError> for Missing {
+    fn from(e: StoreError) -> Self {
+        Missing::Unavailable(e.to_string())
+    }
+}
+
+impl From<Missing> for ApiError {
+    fn from(m: Missing) -> Self {
+        match m {
+            Missing::Gone => ApiError::not_found(
+                "unknown_session",
+                "the session does not exist or has expired",
+            ),
+            Missing::Unavailable(e) => ApiError::from(StoreError::Unavailable(e)),
+        }
+    }
+}
+
+/// Returns the session's state, re-creating a lost one from `claims`.
+pub async fn ensure_session(
+    state: &AppState,
+    sid: &SessionId,
+    claims: &SessionClaims,
+) -> Result<(SessionState, Found), Missing> {
+    if let Some(s) = state.store.get(sid).await? {
+        return Ok((s, Found::Existing));
+    }
+    let since = state.store.dataset_since().await?;
+    if claims.issued_ms() >= since {
+        return Err(Missing::Gone);
+    }
+    let scenario = state.scenarios.resolve(&claims.scn).ok_or(Missing::Gone)?;
+    let root = scenario
+        .agent(&claims.root)
+        .or_else(|| scenario.agent(scenario.default_root.as_str()))
+        .ok_or(Missing::Gone)?;
+    let now = now_rfc3339();
+    let s = SessionState {
+        session_id: sid.clone(),
+        scenario_id: scenario.id.clone(),
+        root_agent: root.name.clone(),
+        active_agent: root.name.clone(),
+        created_at: now.clone(),
+        updated_at: now,
+        context: None,
+    };
+    state.store.create(&s).await?;
+    state
+        .broker
+        .open(sid)
+        .await
+        .map_err(|e| Missing::Unavailable(e.to_string()))?;
+    tracing::warn!(session_id = %sid, "re-created a lost session from its token");
+    Ok((s, Found::Recreated))
+}
