@@ -46,6 +46,10 @@ struct Args {
     /// Publish requests in flight at most.
     #[arg(long, default_value_t = 64)]
     in_flight: usize,
+    /// Events per publish request: 1 uses `POST /api/sessions/{id}/events`, more uses
+    /// `POST /api/events/batch` with that many events (consecutive sessions).
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
     /// How long to publish, in seconds.
     #[arg(long, default_value_t = 15)]
     duration: u64,
@@ -293,65 +297,30 @@ async fn publish_load(
     failed: &Arc<AtomicU64>,
     pacer_lag: &Arc<Mutex<Histogram<u64>>>,
 ) {
-    let urls: Arc<Vec<String>> = Arc::new(
+    // Publish to an instance other than the one holding the socket, when there are several.
+    let targets: Arc<Vec<(String, String)>> = Arc::new(
         sessions
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                // Publish to an instance other than the one holding the socket, when there are several.
                 let holder = i % args.ws.len();
-                let target = &args.publish[(holder + 1) % args.publish.len()];
-                format!("{target}/api/sessions/{}/events", s.id)
+                (args.publish[(holder + 1) % args.publish.len()].clone(), s.id.clone())
             })
             .collect(),
     );
+    let batch = args.batch.max(1);
     let deadline = Instant::now() + Duration::from_secs(args.duration);
     let key = Arc::new(args.api_key.clone());
-    let send = move |http: reqwest::Client,
-                     url: String,
-                     key: Arc<String>,
-                     published: Arc<AtomicU64>,
-                     failed: Arc<AtomicU64>| async move {
-        let t = base.elapsed().as_micros() as u64;
-        let body = json!({"type": "x.load", "data": {"t": t}});
-        match http
-            .post(&url)
-            .bearer_auth(key.as_str())
-            .json(&body)
-            .send()
-            .await
-        {
-            Ok(r) if r.status().as_u16() == 202 => {
-                published.fetch_add(1, Ordering::Relaxed);
-            }
-            _ => {
-                failed.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    };
+    let ctx = Ctx { http: http.clone(), targets, key, published: published.clone(), failed: failed.clone(), base, batch };
     if args.rate == 0 {
-        let stride = args.in_flight;
+        let stride = args.in_flight * batch;
         let mut workers = Vec::new();
         for w in 0..args.in_flight {
-            let (http, urls, key, published, failed, send) = (
-                http.clone(),
-                urls.clone(),
-                key.clone(),
-                published.clone(),
-                failed.clone(),
-                send,
-            );
+            let ctx = ctx.clone();
             workers.push(tokio::spawn(async move {
-                let mut i = w;
+                let mut i = w * batch;
                 while Instant::now() < deadline {
-                    send(
-                        http.clone(),
-                        urls[i % urls.len()].clone(),
-                        key.clone(),
-                        published.clone(),
-                        failed.clone(),
-                    )
-                    .await;
+                    ctx.send(i).await;
                     i += stride;
                 }
             }));
@@ -362,7 +331,7 @@ async fn publish_load(
         return;
     }
     let sem = Arc::new(Semaphore::new(args.in_flight.max(1) * 4));
-    let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
+    let interval = Duration::from_secs_f64(batch as f64 / args.rate as f64);
     let start = tokio::time::Instant::now();
     let mut tasks = Vec::new();
     for i in 0u64.. {
@@ -372,25 +341,78 @@ async fn publish_load(
         }
         tokio::time::sleep_until(intended).await;
         let permit = sem.clone().acquire_owned().await.expect("semaphore open");
-        let lag = tokio::time::Instant::now()
-            .duration_since(intended)
-            .as_micros() as u64;
+        let lag = tokio::time::Instant::now().duration_since(intended).as_micros() as u64;
         let _ = pacer_lag.lock().await.record(lag.max(1));
-        let (http, url, key, published, failed, send) = (
-            http.clone(),
-            urls[i as usize % urls.len()].clone(),
-            key.clone(),
-            published.clone(),
-            failed.clone(),
-            send,
-        );
+        let ctx = ctx.clone();
         tasks.push(tokio::spawn(async move {
-            send(http, url, key, published, failed).await;
+            ctx.send(i as usize * batch).await;
             drop(permit);
         }));
     }
     for t in tasks {
         let _ = t.await;
+    }
+}
+
+/// What a publishing task needs.
+#[derive(Clone)]
+struct Ctx {
+    http: reqwest::Client,
+    targets: Arc<Vec<(String, String)>>,
+    key: Arc<String>,
+    published: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    base: Instant,
+    batch: usize,
+}
+
+impl Ctx {
+    /// Publishes `batch` events to the sessions starting at index `first`.
+    async fn send(&self, first: usize) {
+        let n = self.targets.len();
+        let (target, sid) = &self.targets[first % n];
+        if self.batch == 1 {
+            let t = self.base.elapsed().as_micros() as u64;
+            let body = json!({"type": "x.load", "data": {"t": t}});
+            let r = self
+                .http
+                .post(format!("{target}/api/sessions/{sid}/events"))
+                .bearer_auth(self.key.as_str())
+                .json(&body)
+                .send()
+                .await;
+            match r {
+                Ok(r) if r.status().as_u16() == 202 => self.published.fetch_add(1, Ordering::Relaxed),
+                _ => self.failed.fetch_add(1, Ordering::Relaxed),
+            };
+            return;
+        }
+        let t = self.base.elapsed().as_micros() as u64;
+        let events: Vec<Value> = (first..first + self.batch)
+            .map(|i| json!({"session_id": self.targets[i % n].1, "type": "x.load", "data": {"t": t}}))
+            .collect();
+        let r = self
+            .http
+            .post(format!("{target}/api/events/batch"))
+            .bearer_auth(self.key.as_str())
+            .json(&json!({"events": events}))
+            .send()
+            .await;
+        let Ok(r) = r else {
+            self.failed.fetch_add(self.batch as u64, Ordering::Relaxed);
+            return;
+        };
+        let Ok(v) = r.json::<Value>().await else {
+            self.failed.fetch_add(self.batch as u64, Ordering::Relaxed);
+            return;
+        };
+        for res in v["results"].as_array().into_iter().flatten() {
+            if res.get("seq").is_some() {
+                self.published.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 }
 

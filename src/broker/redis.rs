@@ -142,7 +142,7 @@ impl RedisClients {
             })
             .with_performance_config(|p| {
                 p.default_command_timeout = Duration::from_secs(2);
-                p.broadcast_channel_capacity = 1 << 16;
+                p.broadcast_channel_capacity = 4096;
             })
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
             b

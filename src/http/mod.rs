@@ -1,6 +1,7 @@
 //! The REST surface: one file per resource, each exposing `router()`. Handlers are thin:
 //! parse (through the JSON-error extractors of [`crate::error`]), call the domain, map errors.
 
+pub mod batch;
 pub mod events;
 pub mod health;
 pub mod keys;
@@ -24,6 +25,7 @@ pub fn routes() -> Router<AppState> {
         .merge(session2::router())
         .merge(sessions::router())
         .merge(events::router())
+        .merge(batch::router())
         .merge(openapi::router())
         .merge(crate::ws::router())
 }

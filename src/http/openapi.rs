@@ -19,7 +19,7 @@ use crate::state::AppState;
         super::scenarios::list, super::scenarios::detail,
         super::session2::bootstrap_get, super::session2::bootstrap_post,
         super::sessions::get_session,
-        super::events::history, super::events::publish,
+        super::events::history, super::events::publish, super::batch::publish_batch,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&SessionToken),

@@ -265,3 +265,77 @@ async fn sse_refuses_bad_tokens_in_the_json_shape() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test]
+async fn a_batch_publishes_in_order_per_session_with_per_item_results() {
+    let app = spawn_app().await;
+    let a = app.new_session().await;
+    let b = app.new_session().await;
+    let (mut wa, _) = app.connect(&a, None).await;
+    let (mut wb, _) = app.connect(&b, None).await;
+    let mut events = Vec::new();
+    for i in 0..10 {
+        let sid = if i % 2 == 0 { &a.id } else { &b.id };
+        events.push(json!({"session_id": sid, "type": "x.batch", "data": {"i": i}}));
+    }
+    events.push(json!({"session_id": "nosuchsession", "type": "x.batch"}));
+    let resp = app
+        .client
+        .post(app.url("/api/events/batch"))
+        .bearer_auth(API_KEY)
+        .json(&json!({"events": events}))
+        .send()
+        .await
+        .unwrap();
+    let (st, r) = split(resp).await;
+    assert_eq!(st, 202, "{r}");
+    let results = r["results"].as_array().unwrap();
+    assert_eq!(results.len(), 11);
+    for (i, res) in results.iter().take(10).enumerate() {
+        assert_eq!(res["seq"].as_u64(), Some(i as u64 / 2 + 1), "{res}");
+    }
+    assert_eq!(results[10]["error"]["code"], "unknown_session");
+    for (ws, first) in [(&mut wa, 0), (&mut wb, 1)] {
+        for k in 0..5u64 {
+            let ev = next_json(ws).await;
+            assert_eq!((ev["seq"].as_u64(), ev["data"]["i"].as_u64()), (Some(k + 1), Some(first + 2 * k)));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_batch_with_a_bad_item_publishes_nothing() {
+    let app = spawn_app().await;
+    let s = app.new_session().await;
+    let post = |body: Value| {
+        let req = app.client.post(app.url("/api/events/batch")).bearer_auth(API_KEY).json(&body);
+        async move { split(req.send().await.unwrap()).await }
+    };
+    let (st, b) = post(json!({"events": [
+        {"session_id": s.id, "type": "x.ok"},
+        {"session_id": s.id, "type": "nope"}
+    ]}))
+    .await;
+    assert_error(st, &b, 422, "invalid_event_type");
+    assert!(b["error"]["message"].as_str().unwrap().starts_with("events[1]"));
+    let (st, b) = post(json!({"events": []})).await;
+    assert_error(st, &b, 422, "invalid_body");
+    let resp = app
+        .client
+        .post(app.url("/api/events/batch"))
+        .json(&json!({"events": [{"session_id": s.id, "type": "x.ok"}]}))
+        .send()
+        .await
+        .unwrap();
+    let (st, b) = split(resp).await;
+    assert_error(st, &b, 401, "unauthorized");
+    let resp = app
+        .client
+        .get(app.url(&format!("/api/sessions/{}/events", s.id)))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    let (_, events) = split(resp).await;
+    assert_eq!(events, json!([]), "nothing was published");
+}

@@ -16,6 +16,8 @@ async fn openapi_lists_every_endpoint() {
         "/api/scenarios/{id}",
         "/api/session2",
         "/api/sessions/{id}",
+        "/api/sessions/{id}/events",
+        "/api/events/batch",
     ] {
         assert!(
             paths.contains_key(p),
