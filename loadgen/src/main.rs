@@ -304,14 +304,25 @@ async fn publish_load(
             .enumerate()
             .map(|(i, s)| {
                 let holder = i % args.ws.len();
-                (args.publish[(holder + 1) % args.publish.len()].clone(), s.id.clone())
+                (
+                    args.publish[(holder + 1) % args.publish.len()].clone(),
+                    s.id.clone(),
+                )
             })
             .collect(),
     );
     let batch = args.batch.max(1);
     let deadline = Instant::now() + Duration::from_secs(args.duration);
     let key = Arc::new(args.api_key.clone());
-    let ctx = Ctx { http: http.clone(), targets, key, published: published.clone(), failed: failed.clone(), base, batch };
+    let ctx = Ctx {
+        http: http.clone(),
+        targets,
+        key,
+        published: published.clone(),
+        failed: failed.clone(),
+        base,
+        batch,
+    };
     if args.rate == 0 {
         let stride = args.in_flight * batch;
         let mut workers = Vec::new();
@@ -341,7 +352,9 @@ async fn publish_load(
         }
         tokio::time::sleep_until(intended).await;
         let permit = sem.clone().acquire_owned().await.expect("semaphore open");
-        let lag = tokio::time::Instant::now().duration_since(intended).as_micros() as u64;
+        let lag = tokio::time::Instant::now()
+            .duration_since(intended)
+            .as_micros() as u64;
         let _ = pacer_lag.lock().await.record(lag.max(1));
         let ctx = ctx.clone();
         tasks.push(tokio::spawn(async move {
@@ -382,7 +395,9 @@ impl Ctx {
                 .send()
                 .await;
             match r {
-                Ok(r) if r.status().as_u16() == 202 => self.published.fetch_add(1, Ordering::Relaxed),
+                Ok(r) if r.status().as_u16() == 202 => {
+                    self.published.fetch_add(1, Ordering::Relaxed)
+                }
                 _ => self.failed.fetch_add(1, Ordering::Relaxed),
             };
             return;

@@ -109,14 +109,26 @@ pub async fn publish_batch(
     let mut items = Vec::with_capacity(req.events.len());
     for (i, e) in req.events.into_iter().enumerate() {
         let invalid = |code: &'static str, m: String| {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, format!("events[{i}]: {m}"))
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                code,
+                format!("events[{i}]: {m}"),
+            )
         };
         let kind: EventType = e
             .kind
             .parse()
-            .map_err(|err: proto_events::InvalidEventType| invalid("invalid_event_type", err.to_string()))?;
-        if e.idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 200) {
-            return Err(invalid("invalid_body", "`idempotency_key` must be 1 to 200 bytes".into()));
+            .map_err(|err: proto_events::InvalidEventType| {
+                invalid("invalid_event_type", err.to_string())
+            })?;
+        if e.idempotency_key
+            .as_ref()
+            .is_some_and(|k| k.is_empty() || k.len() > 200)
+        {
+            return Err(invalid(
+                "invalid_body",
+                "`idempotency_key` must be 1 to 200 bytes".into(),
+            ));
         }
         let sid = e.session_id.parse::<SessionId>().ok();
         items.push((sid, e.session_id, kind, e.data, e.idempotency_key));
@@ -136,7 +148,12 @@ pub async fn publish_batch(
         let mut out = Vec::with_capacity(idx.len());
         match state.store.get(&sid).await {
             Ok(Some(_)) => {}
-            Ok(None) => return idx.into_iter().map(|i| (i, unknown(sid.as_str()))).collect(),
+            Ok(None) => {
+                return idx
+                    .into_iter()
+                    .map(|i| (i, unknown(sid.as_str())))
+                    .collect();
+            }
             Err(e) => {
                 let r = || item_error("store_unavailable", e.to_string());
                 return idx.into_iter().map(|i| (i, r())).collect();
@@ -146,7 +163,9 @@ pub async fn publish_batch(
             let (_, _, kind, data, key) = &items[i];
             let event = Publish {
                 kind: kind.clone(),
-                data: data.clone().unwrap_or_else(|| Value::Object(Default::default())),
+                data: data
+                    .clone()
+                    .unwrap_or_else(|| Value::Object(Default::default())),
                 idempotency_key: key.clone(),
                 trace_id: None,
             };
@@ -170,7 +189,10 @@ pub async fn publish_batch(
     Ok((
         StatusCode::ACCEPTED,
         Json(BatchResponse {
-            results: results.into_iter().map(|r| r.expect("every item answered")).collect(),
+            results: results
+                .into_iter()
+                .map(|r| r.expect("every item answered"))
+                .collect(),
         }),
     ))
 }

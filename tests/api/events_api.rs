@@ -298,7 +298,10 @@ async fn a_batch_publishes_in_order_per_session_with_per_item_results() {
     for (ws, first) in [(&mut wa, 0), (&mut wb, 1)] {
         for k in 0..5u64 {
             let ev = next_json(ws).await;
-            assert_eq!((ev["seq"].as_u64(), ev["data"]["i"].as_u64()), (Some(k + 1), Some(first + 2 * k)));
+            assert_eq!(
+                (ev["seq"].as_u64(), ev["data"]["i"].as_u64()),
+                (Some(k + 1), Some(first + 2 * k))
+            );
         }
     }
 }
@@ -308,7 +311,11 @@ async fn a_batch_with_a_bad_item_publishes_nothing() {
     let app = spawn_app().await;
     let s = app.new_session().await;
     let post = |body: Value| {
-        let req = app.client.post(app.url("/api/events/batch")).bearer_auth(API_KEY).json(&body);
+        let req = app
+            .client
+            .post(app.url("/api/events/batch"))
+            .bearer_auth(API_KEY)
+            .json(&body);
         async move { split(req.send().await.unwrap()).await }
     };
     let (st, b) = post(json!({"events": [
@@ -317,7 +324,12 @@ async fn a_batch_with_a_bad_item_publishes_nothing() {
     ]}))
     .await;
     assert_error(st, &b, 422, "invalid_event_type");
-    assert!(b["error"]["message"].as_str().unwrap().starts_with("events[1]"));
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("events[1]")
+    );
     let (st, b) = post(json!({"events": []})).await;
     assert_error(st, &b, 422, "invalid_body");
     let resp = app
