@@ -25,6 +25,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds to put in `Retry-After`, when the client should retry later.
     pub retry_after: Option<u64>,
+    /// Structured detail (e.g. each failing argument), rendered as `error.details`.
+    pub details: Option<serde_json::Value>,
 }
 
 /// The JSON body of every error.
@@ -41,6 +43,10 @@ pub struct ErrorDetail {
     pub code: String,
     /// Human-readable explanation.
     pub message: String,
+    /// Structured detail, when the code has any (e.g. `invalid_arguments` lists each path).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -51,7 +57,14 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            details: None,
         }
+    }
+
+    /// Adds structured detail.
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
     }
 
     /// 400 with a code.
@@ -113,6 +126,7 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code.to_owned(),
                 message: self.message,
+                details: self.details,
             },
         };
         let mut resp = (self.status, axum::Json(body)).into_response();

@@ -17,6 +17,7 @@
 //! - [`scenario`]: scenario files, validation, registry and JSON views.
 //! - [`store`]: `SessionStore` trait and the in-memory store.
 //! - [`broker`]: `Broker` trait (per-session histories) and the in-memory broker.
+//! - [`tools`]: the `Tool` trait, registry, built-in and webhook tools.
 //! - [`upstream`]: the OpenAI-compatible HTTP client.
 //! - [`ws`]: the event channel (WebSocket, SSE), the local hub, recovery.
 
@@ -32,6 +33,7 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod tools;
 pub mod upstream;
 pub mod ws;
 

@@ -46,6 +46,8 @@ impl Application {
         config.check_mode()?;
         let scenarios = ScenarioRegistry::load(config.scenarios_dir.as_deref())
             .context("invalid scenario file")?;
+        let tools =
+            crate::tools::ToolRegistry::build(&scenarios).context("invalid tool declaration")?;
         let (tokens, generated) = TokenIssuer::from_config(&config);
         if generated {
             tracing::warn!(
@@ -86,6 +88,7 @@ impl Application {
             broker,
             hub,
             scenarios,
+            tools,
             upstream,
             tokens,
             instance_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),

@@ -23,6 +23,8 @@ pub struct Inner {
     pub config: Config,
     /// Loaded scenarios.
     pub scenarios: ScenarioRegistry,
+    /// Registered tools.
+    pub tools: crate::tools::ToolRegistry,
     /// Session state.
     pub store: Arc<dyn SessionStore>,
     /// Event histories.

@@ -83,6 +83,7 @@ fn item_error(code: &str, message: String) -> BatchResult {
         error: ErrorDetail {
             code: code.to_owned(),
             message,
+            details: None,
         },
     }
 }

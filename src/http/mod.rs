@@ -10,6 +10,7 @@ pub mod responses;
 pub mod scenarios;
 pub mod session2;
 pub mod sessions;
+pub mod tools;
 
 use axum::Router;
 
@@ -24,6 +25,7 @@ pub fn routes() -> Router<AppState> {
         .merge(scenarios::router())
         .merge(session2::router())
         .merge(sessions::router())
+        .merge(tools::router())
         .merge(events::router())
         .merge(batch::router())
         .merge(openapi::router())

@@ -74,6 +74,31 @@ pub struct ToolFile {
     pub description: String,
     /// JSON Schema of the arguments (an object schema).
     pub parameters: Value,
+    /// Makes this a webhook tool: the host app's endpoint runs it. Without it, a built-in
+    /// tool of the same name must exist.
+    #[serde(default)]
+    pub http: Option<HttpToolFile>,
+}
+
+/// A webhook tool's endpoint as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpToolFile {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// `POST` (default) or `PUT`.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Timeout in milliseconds (default 10 000).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Extra request headers: header name → name of the environment variable holding the value.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Environment variable holding the HMAC-SHA256 key; when set, requests carry
+    /// `X-Switchboard-Signature: sha256=<hex of HMAC(body)>`.
+    #[serde(default)]
+    pub hmac_secret_env: Option<String>,
 }
 
 /// A validated scenario.
@@ -125,6 +150,8 @@ pub struct Tool {
     pub description: String,
     /// JSON Schema of the arguments.
     pub parameters: Value,
+    /// Webhook endpoint, for tools the host app runs.
+    pub http: Option<HttpToolFile>,
 }
 
 /// A scenario file that cannot be loaded; the message names the file and the field.
@@ -208,10 +235,14 @@ impl ScenarioFile {
                 return Err(err(at("description"), "must not be empty".into()));
             }
             check_parameters(&t.parameters).map_err(|m| err(at("parameters"), m))?;
+            if let Some(h) = &t.http {
+                check_http(h).map_err(|(f, m)| err(at(&format!("http.{f}")), m))?;
+            }
             let tool = Tool {
                 name: name.clone(),
                 description: t.description,
                 parameters: t.parameters,
+                http: t.http,
             };
             if tools.insert(name.clone(), tool).is_some() {
                 return Err(err(at("name"), format!("tool {name:?} is declared twice")));
@@ -326,6 +357,48 @@ impl ScenarioFile {
             source: file.to_owned(),
         })
     }
+}
+
+/// A webhook declaration: an http(s) URL, a known method, a sane timeout, and every
+/// referenced environment variable set (so a missing secret fails startup, not a call).
+fn check_http(h: &HttpToolFile) -> Result<(), (&'static str, String)> {
+    let uri: axum::http::Uri = h
+        .url
+        .parse()
+        .map_err(|_| ("url", format!("{:?} is not a URL", h.url)))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        return Err(("url", format!("{:?} is not an http(s) URL", h.url)));
+    }
+    if let Some(m) = &h.method
+        && !matches!(m.as_str(), "POST" | "PUT")
+    {
+        return Err(("method", format!("{m:?}: use POST or PUT")));
+    }
+    if let Some(t) = h.timeout_ms
+        && !(1..=120_000).contains(&t)
+    {
+        return Err(("timeout_ms", "must be between 1 and 120000".into()));
+    }
+    for (name, var) in &h.headers {
+        if name.parse::<axum::http::HeaderName>().is_err() {
+            return Err(("headers", format!("{name:?} is not a header name")));
+        }
+        if std::env::var(var).is_err() {
+            return Err((
+                "headers",
+                format!("environment variable {var} (for {name}) is not set"),
+            ));
+        }
+    }
+    if let Some(var) = &h.hmac_secret_env
+        && std::env::var(var).map_or(true, |v| v.is_empty())
+    {
+        return Err((
+            "hmac_secret_env",
+            format!("environment variable {var} is not set"),
+        ));
+    }
+    Ok(())
 }
 
 /// A tool's `parameters` must be a valid JSON Schema describing an object.

@@ -22,6 +22,7 @@ struct Entry {
 /// Sessions in process memory.
 pub struct MemoryStore {
     map: DashMap<SessionId, Entry>,
+    values: DashMap<(SessionId, String), (String, Instant)>,
     ttl: Duration,
     since: u64,
 }
@@ -31,6 +32,7 @@ impl MemoryStore {
     pub fn new(ttl: Duration) -> Arc<Self> {
         let store = Arc::new(Self {
             map: DashMap::new(),
+            values: DashMap::new(),
             ttl,
             since: crate::auth::unix_now_ms(),
         });
@@ -43,6 +45,7 @@ impl MemoryStore {
                 let Some(store) = weak.upgrade() else { break };
                 let now = Instant::now();
                 store.map.retain(|_, e| e.expires > now);
+                store.values.retain(|_, (_, expires)| *expires > now);
             }
         });
         store
@@ -88,6 +91,52 @@ impl SessionStore for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn put_once(
+        &self,
+        session: &SessionId,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<Option<String>, StoreError> {
+        let now = Instant::now();
+        let mut entry = self
+            .values
+            .entry((session.clone(), key.to_owned()))
+            .or_insert_with(|| (String::new(), now));
+        if entry.1 > now {
+            return Ok(Some(entry.0.clone()));
+        }
+        *entry = (value.to_owned(), now + ttl);
+        Ok(None)
+    }
+
+    async fn put_value(
+        &self,
+        session: &SessionId,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.values.insert(
+            (session.clone(), key.to_owned()),
+            (value.to_owned(), Instant::now() + ttl),
+        );
+        Ok(())
+    }
+
+    async fn get_value(
+        &self,
+        session: &SessionId,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let now = Instant::now();
+        Ok(self
+            .values
+            .get(&(session.clone(), key.to_owned()))
+            .filter(|e| e.1 > now)
+            .map(|e| e.0.clone()))
     }
 
     async fn dataset_since(&self) -> Result<u64, StoreError> {

@@ -57,6 +57,30 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Checks the backend answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Stores `value` under `key` in `session`'s scope unless something is there already, in
+    /// which case nothing changes and the existing value is returned. Expires after `ttl`.
+    /// Atomic across instances: exactly one caller gets `None`.
+    async fn put_once(
+        &self,
+        session: &SessionId,
+        key: &str,
+        value: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Overwrites `key` in `session`'s scope, expiring after `ttl`.
+    async fn put_value(
+        &self,
+        session: &SessionId,
+        key: &str,
+        value: &str,
+        ttl: std::time::Duration,
+    ) -> Result<(), StoreError>;
+
+    /// Reads `key` in `session`'s scope.
+    async fn get_value(&self, session: &SessionId, key: &str)
+    -> Result<Option<String>, StoreError>;
+
     /// Unix milliseconds since which this store's data has existed (process start in memory;
     /// the first write after Redis came up empty in Redis mode). A session token issued
     /// before it may name a session that was lost rather than one that expired.

@@ -41,6 +41,10 @@ impl RedisStore {
     fn key(&self, id: &SessionId) -> String {
         format!("{}:{{{id}}}:state", self.prefix)
     }
+
+    fn value_key(&self, id: &SessionId, key: &str) -> String {
+        format!("{}:{{{id}}}:kv:{key}", self.prefix)
+    }
 }
 
 fn unavailable(e: Error) -> StoreError {
@@ -123,6 +127,54 @@ impl SessionStore for RedisStore {
     async fn ping(&self) -> Result<(), StoreError> {
         let _: String = self.client.ping(None).await.map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn put_once(
+        &self,
+        session: &SessionId,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<Option<String>, StoreError> {
+        let k = self.value_key(session, key);
+        let expire = Some(Expiration::PX(ttl.as_millis().max(1) as i64));
+        let set: Option<String> = self
+            .client
+            .set(&k, value, expire, Some(SetOptions::NX), false)
+            .await
+            .map_err(unavailable)?;
+        if set.is_some() {
+            return Ok(None);
+        }
+        let existing: Option<String> = self.client.get(&k).await.map_err(unavailable)?;
+        Ok(Some(existing.unwrap_or_default()))
+    }
+
+    async fn put_value(
+        &self,
+        session: &SessionId,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let expire = Some(Expiration::PX(ttl.as_millis().max(1) as i64));
+        let _: () = self
+            .client
+            .set(self.value_key(session, key), value, expire, None, false)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn get_value(
+        &self,
+        session: &SessionId,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.client
+            .get(self.value_key(session, key))
+            .await
+            .map_err(unavailable)
     }
 
     async fn dataset_since(&self) -> Result<u64, StoreError> {

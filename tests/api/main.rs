@@ -19,3 +19,4 @@ mod scenario_files;
 mod scenarios;
 mod session2;
 mod sessions;
+mod tools;

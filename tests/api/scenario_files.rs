@@ -25,6 +25,8 @@ tools:
         q: {type: string}
       required: [q]
       additionalProperties: false
+    http:
+      url: http://127.0.0.1:9/lookup
 "#;
 
 /// Starts the app with one scenario file and returns the startup error text.
@@ -210,6 +212,22 @@ async fn alias_clashing_with_another_scenario() {
         &GOOD.replace("label: Demo", "label: Demo\naliases: [retail]"),
         "aliases[0]",
         "retail",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_tool_with_no_implementation() {
+    let yaml = GOOD.replace("    http:\n      url: http://127.0.0.1:9/lookup\n", "");
+    assert_rejected(&yaml, "tools[0]", "no built-in tool is named \"lookup\"").await;
+}
+
+#[tokio::test]
+async fn a_webhook_with_a_bad_url() {
+    assert_rejected(
+        &GOOD.replace("http://127.0.0.1:9/lookup", "ftp://x/y"),
+        "tools[0].http.url",
+        "http(s)",
     )
     .await;
 }
