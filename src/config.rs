@@ -102,6 +102,15 @@ pub struct Cli {
     /// Largest client frame on the WebSocket, in bytes (larger closes with 1009).
     #[arg(long, env = "SWITCHBOARD_MAX_FRAME", default_value = "65536")]
     pub max_frame: String,
+    /// Moderation modes, comma-separated: `local`, `upstream`, `brand`.
+    #[arg(long, env = "SWITCHBOARD_MODERATION", default_value = "local")]
+    pub moderation: String,
+    /// What a failed moderation check means: `open` (allow, note the failure) or `closed`.
+    #[arg(long, env = "SWITCHBOARD_MODERATION_FAIL", default_value = "open")]
+    pub moderation_fail: String,
+    /// Comma-separated words or phrases the local check refuses (case-insensitive).
+    #[arg(long, env = "SWITCHBOARD_DENY_PATTERNS", default_value = "")]
+    pub deny_patterns: String,
     /// Key prefix of everything Switchboard stores in Redis.
     #[arg(long, env = "SWITCHBOARD_REDIS_PREFIX", default_value = "sb")]
     pub redis_prefix: String,
@@ -173,6 +182,12 @@ pub struct Config {
     pub max_frame: usize,
     /// Per-connection queue length.
     pub conn_queue: usize,
+    /// Moderation modes.
+    pub moderation: crate::moderation::Modes,
+    /// Fail closed (refuse) when a moderation check fails.
+    pub moderation_fail_closed: bool,
+    /// Words or phrases the local check refuses.
+    pub deny_patterns: Vec<String>,
     /// Redis key prefix.
     pub redis_prefix: String,
     /// Position-check interval (Redis mode).
@@ -207,6 +222,9 @@ impl Default for Config {
             heartbeat: Duration::from_secs(25),
             max_frame: 64 * 1024,
             conn_queue: 512,
+            moderation: crate::moderation::Modes::default(),
+            moderation_fail_closed: false,
+            deny_patterns: Vec::new(),
             redis_prefix: "sb".to_owned(),
             position_check: Duration::from_secs(5),
         }
@@ -378,6 +396,24 @@ impl Config {
                 "must be between 1 and 1000000",
             ));
         }
+        let moderation = crate::moderation::Modes::parse(&cli.moderation)
+            .map_err(|m| bad("SWITCHBOARD_MODERATION", m))?;
+        let moderation_fail_closed = match cli.moderation_fail.trim() {
+            "open" => false,
+            "closed" => true,
+            other => {
+                return Err(bad(
+                    "SWITCHBOARD_MODERATION_FAIL",
+                    format!("{other:?}: expected open or closed"),
+                ));
+            }
+        };
+        let deny_patterns: Vec<String> = cli
+            .deny_patterns
+            .split(',')
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+            .collect();
         let redis_prefix = cli.redis_prefix.trim().to_owned();
         let prefix_ok = !redis_prefix.is_empty()
             && redis_prefix.len() <= 64
@@ -422,6 +458,9 @@ impl Config {
             heartbeat,
             max_frame,
             conn_queue,
+            moderation,
+            moderation_fail_closed,
+            deny_patterns,
             redis_prefix,
             position_check,
         };
@@ -583,6 +622,16 @@ mod tests {
             (&["--heartbeat", "0s"], &[], "SWITCHBOARD_HEARTBEAT"),
             (&["--max-frame", "12"], &[], "SWITCHBOARD_MAX_FRAME"),
             (&["--conn-queue", "none"], &[], "SWITCHBOARD_CONN_QUEUE"),
+            (
+                &["--moderation", "local,magic"],
+                &[],
+                "SWITCHBOARD_MODERATION",
+            ),
+            (
+                &["--moderation-fail", "maybe"],
+                &[],
+                "SWITCHBOARD_MODERATION_FAIL",
+            ),
         ];
         for (args, env, setting) in cases {
             let err = parse(args, env).expect_err(setting);

@@ -28,6 +28,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod lifecycle;
+pub mod moderation;
 pub mod scenario;
 pub mod startup;
 pub mod state;

@@ -89,6 +89,11 @@ impl Application {
             hub,
             scenarios,
             tools,
+            moderator: crate::moderation::Moderator::new(
+                config.moderation,
+                config.moderation_fail_closed,
+                &config.deny_patterns,
+            ),
             upstream,
             tokens,
             instance_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),

@@ -25,6 +25,8 @@ pub struct Inner {
     pub scenarios: ScenarioRegistry,
     /// Registered tools.
     pub tools: crate::tools::ToolRegistry,
+    /// Moderation checks.
+    pub moderator: crate::moderation::Moderator,
     /// Session state.
     pub store: Arc<dyn SessionStore>,
     /// Event histories.

@@ -5,6 +5,7 @@ pub mod batch;
 pub mod events;
 pub mod health;
 pub mod keys;
+pub mod moderate;
 pub mod openapi;
 pub mod responses;
 pub mod scenarios;
@@ -26,6 +27,7 @@ pub fn routes() -> Router<AppState> {
         .merge(session2::router())
         .merge(sessions::router())
         .merge(tools::router())
+        .merge(moderate::router())
         .merge(events::router())
         .merge(batch::router())
         .merge(openapi::router())

@@ -20,7 +20,7 @@ use crate::state::AppState;
         super::session2::bootstrap_get, super::session2::bootstrap_post,
         super::sessions::get_session,
         super::events::history, super::events::publish, super::batch::publish_batch,
-        super::tools::list, super::tools::execute,
+        super::tools::list, super::tools::execute, super::moderate::moderate,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&SessionToken),

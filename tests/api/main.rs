@@ -10,6 +10,7 @@ mod errors;
 mod events_api;
 mod health;
 mod keys;
+mod moderation;
 mod openapi;
 mod python_sdk;
 mod redis_faults;

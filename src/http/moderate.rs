@@ -1,0 +1,156 @@
+//! `POST /api/moderate`: `ModerationRequest` → `ModerationDecision`.
+//!
+//! Without a `session_id` anyone may ask (the brand classifier then judges for
+//! `context.company_name`, or "the company"). With one, the session token is required, the
+//! brand is the session scenario's company, and a refused text publishes
+//! `moderation.flagged` on the session's channel.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use proto_events::events::ModerationFlagged;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use super::sessions::authorize;
+use crate::broker::Publish;
+use crate::error::{ApiError, Json};
+use crate::lifecycle::ensure_session;
+use crate::state::AppState;
+
+/// `ModerationRequest`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModerationRequest {
+    /// The text to judge.
+    pub text: String,
+    /// The end user, if known.
+    pub user_id: Option<String>,
+    /// Free-form context (`company_name` is used by the brand check without a session).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub context: Map<String, Value>,
+    /// The session the text belongs to (requires its token).
+    pub session_id: Option<String>,
+    /// Where the text comes from: `user`, `assistant` or `api` (default `api`).
+    pub source: Option<String>,
+}
+
+/// `ModerationDecision`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModerationDecision {
+    /// False when a check flagged the text (or a check failed under fail-closed).
+    pub allowed: bool,
+    /// Category flags from every check that ran.
+    #[schema(value_type = Object)]
+    pub categories: Map<String, Value>,
+    /// The text with PII redacted, when anything was redacted.
+    pub sanitized_text: Option<String>,
+    /// The checks that flagged the text.
+    pub flagged_by: Vec<&'static str>,
+    /// The brand classifier's reason, when it ran.
+    pub rationale: Option<String>,
+    /// Checks that could not run, and why (fail-open keeps the text allowed regardless).
+    pub failures: Vec<String>,
+    /// PII found, counted by kind (never the values).
+    #[schema(value_type = Object)]
+    pub redactions: std::collections::BTreeMap<&'static str, usize>,
+    /// The checks configured.
+    pub modes: Vec<&'static str>,
+    /// Seq of the `moderation.flagged` event, when one was published.
+    pub event_seq: Option<u64>,
+}
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/moderate", post(moderate))
+}
+
+/// Judges a text.
+#[utoipa::path(post, path = "/api/moderate", tag = "moderation", request_body = ModerationRequest,
+    responses((status = 200, body = ModerationDecision), (status = 401, body = crate::error::ErrorBody),
+        (status = 422, body = crate::error::ErrorBody)))]
+pub async fn moderate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(req): Json<ModerationRequest>,
+) -> Result<Json<ModerationDecision>, ApiError> {
+    if req.text.trim().is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "`text` must not be empty",
+        ));
+    }
+    let source = req.source.unwrap_or_else(|| "api".to_owned());
+    if !matches!(source.as_str(), "user" | "assistant" | "api") {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "`source` must be user, assistant or api",
+        ));
+    }
+    let session = match &req.session_id {
+        Some(id) => {
+            let (sid, claims) = authorize(&state, &headers, id)?;
+            let (s, _) = ensure_session(&state, &sid, &claims).await?;
+            Some((sid, s))
+        }
+        None => None,
+    };
+    let company = match &session {
+        Some((_, s)) => state
+            .scenarios
+            .resolve(s.scenario_id.as_str())
+            .map(|sc| sc.company_name.clone())
+            .unwrap_or_default(),
+        None => req
+            .context
+            .get("company_name")
+            .and_then(Value::as_str)
+            .unwrap_or("the company")
+            .to_owned(),
+    };
+    let d = state
+        .moderator
+        .moderate(&req.text, &company, state.upstream.as_ref())
+        .await;
+    let mut event_seq = None;
+    if let Some((sid, _)) = &session
+        && !d.allowed
+    {
+        let data = ModerationFlagged {
+            categories: d.categories.clone(),
+            sanitized_text: d.sanitized_text.clone(),
+            source: Some(source),
+        };
+        let published = state
+            .broker
+            .publish(
+                sid,
+                Publish {
+                    kind: "moderation.flagged"
+                        .parse()
+                        .expect("a documented event type"),
+                    data: serde_json::to_value(data).expect("event data serializes"),
+                    idempotency_key: None,
+                    trace_id: None,
+                },
+            )
+            .await?;
+        event_seq = Some(published.seq);
+    }
+    Ok(Json(ModerationDecision {
+        allowed: d.allowed,
+        categories: d.categories,
+        sanitized_text: d.sanitized_text,
+        flagged_by: d.flagged_by,
+        rationale: d.rationale,
+        failures: d.failures,
+        redactions: d.redactions,
+        modes: state.moderator.modes().names(),
+        event_seq,
+    }))
+}
