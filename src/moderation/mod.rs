@@ -169,7 +169,8 @@ impl Moderator {
                 Err(e) => d.failures.push(format!("brand: {e}")),
             }
         }
-        d.allowed = d.flagged_by.is_empty() && !(self.fail_closed && !d.failures.is_empty());
+        let failed_closed = self.fail_closed && !d.failures.is_empty();
+        d.allowed = d.flagged_by.is_empty() && !failed_closed;
         d
     }
 }
