@@ -2,6 +2,7 @@
 //! parse (through the JSON-error extractors of [`crate::error`]), call the domain, map errors.
 
 pub mod batch;
+pub mod context;
 pub mod events;
 pub mod health;
 pub mod keys;
@@ -28,6 +29,7 @@ pub fn routes() -> Router<AppState> {
         .merge(sessions::router())
         .merge(tools::router())
         .merge(moderate::router())
+        .merge(context::router())
         .merge(events::router())
         .merge(batch::router())
         .merge(openapi::router())

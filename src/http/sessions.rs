@@ -31,6 +31,8 @@ pub struct SessionView {
     pub epoch: String,
     /// Top seq of the history.
     pub seq: u64,
+    /// The session's context (from `session2` or `POST /api/context/snapshot`).
+    pub context: Option<String>,
 }
 
 /// Routes of this module.
@@ -78,5 +80,6 @@ pub async fn get_session(
         updated_at: s.updated_at,
         epoch: top.epoch,
         seq: top.seq,
+        context: s.context,
     }))
 }

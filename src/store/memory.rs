@@ -93,6 +93,38 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
+    async fn set_context(&self, id: &SessionId, context: Option<&str>) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let Some(mut e) = self.map.get_mut(id).filter(|e| e.expires > now) else {
+            return Ok(false);
+        };
+        e.state.context = context.map(str::to_owned);
+        e.state.updated_at = super::now_rfc3339();
+        e.expires = now + self.ttl;
+        Ok(true)
+    }
+
+    async fn cas_active_agent(
+        &self,
+        id: &SessionId,
+        from: &str,
+        to: &str,
+    ) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let Some(mut e) = self.map.get_mut(id).filter(|e| e.expires > now) else {
+            return Ok(false);
+        };
+        if e.state.active_agent.as_str() != from {
+            return Ok(false);
+        }
+        e.state.active_agent = to
+            .parse()
+            .map_err(|err: crate::domain::InvalidId| StoreError::Corrupt(err.to_string()))?;
+        e.state.updated_at = super::now_rfc3339();
+        e.expires = now + self.ttl;
+        Ok(true)
+    }
+
     async fn put_once(
         &self,
         session: &SessionId,

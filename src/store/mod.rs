@@ -57,6 +57,19 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Checks the backend answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Replaces the session's context (and `updated_at`). `Ok(false)` when the session does
+    /// not exist.
+    async fn set_context(&self, id: &SessionId, context: Option<&str>) -> Result<bool, StoreError>;
+
+    /// Sets `active_agent` to `to` only if it is `from` now (and bumps `updated_at`).
+    /// Atomic across instances: of two concurrent calls from the same state, one wins.
+    async fn cas_active_agent(
+        &self,
+        id: &SessionId,
+        from: &str,
+        to: &str,
+    ) -> Result<bool, StoreError>;
+
     /// Stores `value` under `key` in `session`'s scope unless something is there already, in
     /// which case nothing changes and the existing value is returned. Expires after `ttl`.
     /// Atomic across instances: exactly one caller gets `None`.

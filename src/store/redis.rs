@@ -19,12 +19,32 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return h
 "#;
 
+/// Sets a field only if the session exists (KEYS[1] state; ARGV: field, value or "" to
+/// delete, updated_at, ttl ms).
+const SET_FIELD_LUA: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[2] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"#;
+
+/// Compare-and-set of active_agent (ARGV: from, to, updated_at, ttl ms).
+const CAS_LUA: &str = r#"
+if redis.call('HGET', KEYS[1], 'active_agent') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'active_agent', ARGV[2], 'updated_at', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"#;
+
 /// Session state in Redis.
 pub struct RedisStore {
     client: Client,
     prefix: String,
     ttl: Duration,
     get: Script,
+    set_field: Script,
+    cas: Script,
 }
 
 impl RedisStore {
@@ -35,6 +55,8 @@ impl RedisStore {
             prefix: prefix.to_owned(),
             ttl,
             get: Script::from_lua(GET_LUA),
+            set_field: Script::from_lua(SET_FIELD_LUA),
+            cas: Script::from_lua(CAS_LUA),
         }
     }
 
@@ -127,6 +149,47 @@ impl SessionStore for RedisStore {
     async fn ping(&self) -> Result<(), StoreError> {
         let _: String = self.client.ping(None).await.map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn set_context(&self, id: &SessionId, context: Option<&str>) -> Result<bool, StoreError> {
+        let n: i64 = self
+            .set_field
+            .evalsha_with_reload(
+                &self.client,
+                vec![self.key(id)],
+                vec![
+                    "context".to_owned(),
+                    context.unwrap_or_default().to_owned(),
+                    super::now_rfc3339(),
+                    self.ttl.as_millis().to_string(),
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(n == 1)
+    }
+
+    async fn cas_active_agent(
+        &self,
+        id: &SessionId,
+        from: &str,
+        to: &str,
+    ) -> Result<bool, StoreError> {
+        let n: i64 = self
+            .cas
+            .evalsha_with_reload(
+                &self.client,
+                vec![self.key(id)],
+                vec![
+                    from.to_owned(),
+                    to.to_owned(),
+                    super::now_rfc3339(),
+                    self.ttl.as_millis().to_string(),
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(n == 1)
     }
 
     async fn put_once(

@@ -6,6 +6,7 @@ mod support;
 mod binary;
 mod broker_contract;
 mod channel;
+mod context;
 mod errors;
 mod events_api;
 mod health;
