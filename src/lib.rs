@@ -17,6 +17,8 @@
 //! - [`scenario`]: scenario files, validation, registry and JSON views.
 //! - [`store`]: `SessionStore` trait and the in-memory store.
 //! - [`broker`]: `Broker` trait (per-session histories) and the in-memory broker.
+//! - [`moderation`]: local rules, PII redaction, upstream and brand checks.
+//! - [`orchestrator`]: which agent should be in charge (local scorer, LLM classifier).
 //! - [`tools`]: the `Tool` trait, registry, built-in and webhook tools.
 //! - [`upstream`]: the OpenAI-compatible HTTP client.
 //! - [`ws`]: the event channel (WebSocket, SSE), the local hub, recovery.
@@ -29,6 +31,7 @@ pub mod error;
 pub mod http;
 pub mod lifecycle;
 pub mod moderation;
+pub mod orchestrator;
 pub mod scenario;
 pub mod startup;
 pub mod state;

@@ -8,6 +8,7 @@ pub mod health;
 pub mod keys;
 pub mod moderate;
 pub mod openapi;
+pub mod orchestrate;
 pub mod responses;
 pub mod scenarios;
 pub mod session2;
@@ -30,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .merge(tools::router())
         .merge(moderate::router())
         .merge(context::router())
+        .merge(orchestrate::router())
         .merge(events::router())
         .merge(batch::router())
         .merge(openapi::router())

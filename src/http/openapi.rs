@@ -21,7 +21,7 @@ use crate::state::AppState;
         super::sessions::get_session,
         super::events::history, super::events::publish, super::batch::publish_batch,
         super::tools::list, super::tools::execute, super::moderate::moderate,
-        super::context::snapshot,
+        super::context::snapshot, super::orchestrate::orchestrate,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&SessionToken),

@@ -40,6 +40,25 @@ pub struct ScenarioFile {
     /// Function tools the agents may use.
     #[serde(default)]
     pub tools: Vec<ToolFile>,
+    /// How `/api/orchestrate` chooses the agent.
+    #[serde(default)]
+    pub orchestration: OrchestrationFile,
+}
+
+/// Orchestration settings of a scenario.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrchestrationFile {
+    /// `local` (keyword and example scoring; the default) or `llm` (a model picks among the
+    /// reachable agents; the local scorer answers when the model cannot).
+    #[serde(default)]
+    pub classifier: Option<String>,
+    /// An agent reachable from anywhere when the user is upset (e.g. `simulatedHuman`).
+    #[serde(default)]
+    pub escalate_to: Option<String>,
+    /// Words or phrases that trigger the escalation.
+    #[serde(default)]
+    pub escalate_keywords: Vec<String>,
 }
 
 /// One agent as written.
@@ -62,6 +81,12 @@ pub struct AgentFile {
     /// Names of agents this one may hand off to.
     #[serde(default)]
     pub handoffs: Vec<String>,
+    /// Words or phrases that suggest this agent (orchestration).
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// Example user messages this agent handles (orchestration).
+    #[serde(default)]
+    pub examples: Vec<String>,
 }
 
 /// One function tool as written.
@@ -120,6 +145,8 @@ pub struct Scenario {
     pub agents: Vec<Agent>,
     /// Tools by name.
     pub tools: BTreeMap<ToolName, Tool>,
+    /// Orchestration settings (validated: `classifier` is local or llm, `escalate_to` exists).
+    pub orchestration: OrchestrationFile,
     /// Where it came from (`builtin:<file>` or a path), for messages.
     pub source: String,
 }
@@ -139,6 +166,10 @@ pub struct Agent {
     pub tools: Vec<ToolName>,
     /// Handoff targets, in file order.
     pub handoffs: Vec<AgentName>,
+    /// Orchestration keywords, lower-cased.
+    pub keywords: Vec<String>,
+    /// Orchestration examples.
+    pub examples: Vec<String>,
 }
 
 /// A validated tool declaration.
@@ -328,6 +359,13 @@ impl ScenarioFile {
                 instructions: a.instructions,
                 tools: agent_tools,
                 handoffs,
+                keywords: a
+                    .keywords
+                    .iter()
+                    .map(|k| k.trim().to_lowercase())
+                    .filter(|k| !k.is_empty())
+                    .collect(),
+                examples: a.examples,
             });
         }
 
@@ -345,6 +383,23 @@ impl ScenarioFile {
                 })?,
         };
 
+        let orchestration = self.orchestration;
+        if let Some(c) = &orchestration.classifier
+            && !matches!(c.as_str(), "local" | "llm")
+        {
+            return Err(err(
+                "orchestration.classifier".into(),
+                format!("{c:?}: use local or llm"),
+            ));
+        }
+        if let Some(e) = &orchestration.escalate_to
+            && !agents.iter().any(|a| a.name.as_str() == e)
+        {
+            return Err(err(
+                "orchestration.escalate_to".into(),
+                format!("unknown agent {e:?}; agents are {}", known.join(", ")),
+            ));
+        }
         Ok(Scenario {
             id,
             label: self.label,
@@ -354,6 +409,7 @@ impl ScenarioFile {
             default_root,
             agents,
             tools,
+            orchestration,
             source: file.to_owned(),
         })
     }

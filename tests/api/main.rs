@@ -13,6 +13,7 @@ mod health;
 mod keys;
 mod moderation;
 mod openapi;
+mod orchestrate;
 mod python_sdk;
 mod redis_faults;
 mod redis_mode;

@@ -1,0 +1,194 @@
+//! `POST /api/orchestrate`: `OrchestrationRequest` → `OrchestrationDecision`.
+//!
+//! With a `session_id` (and its token) the decision is about that session: the scenario
+//! and active agent come from its state, and a change is applied with a compare-and-set on
+//! `active_agent` (of two concurrent decisions from the same state, on any instances, only
+//! one switches) and published as `agent.switch` `{from, to, reason, confidence, source}`.
+//! No change, no event. Without a session it only advises: `scenario_id` is required and
+//! `context.active_agent` (default: the scenario's root) is the starting point.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use proto_events::events::AgentSwitch;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use super::scenarios::unknown_scenario;
+use super::session2::pick_root;
+use super::sessions::authorize;
+use crate::broker::Publish;
+use crate::error::{ApiError, Json};
+use crate::lifecycle::ensure_session;
+use crate::orchestrator::decide;
+use crate::state::AppState;
+
+/// `OrchestrationRequest`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrchestrationRequest {
+    /// Scenario (required without a session; ignored with one).
+    pub scenario_id: Option<String>,
+    /// The user's latest message.
+    pub last_user_text: Option<String>,
+    /// Recent transcript lines, oldest first (strings, or objects with `text`).
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub transcript_tail: Vec<Value>,
+    /// Free-form context; `active_agent` is the starting point without a session.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub context: Map<String, Value>,
+    /// The session to decide for (requires its token).
+    pub session_id: Option<String>,
+}
+
+/// `OrchestrationDecision`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrchestrationDecision {
+    /// The agent in charge after this decision.
+    pub chosen_root: String,
+    /// Why (what matched).
+    pub reason: String,
+    /// Whether the agent changed.
+    pub changed: bool,
+    /// In [0, 1].
+    pub confidence: f64,
+    /// `local` or `llm`.
+    pub source: &'static str,
+    /// The agent in charge before.
+    pub from: String,
+    /// Candidate scores (local scorer).
+    #[schema(value_type = Object)]
+    pub scores: Map<String, Value>,
+    /// Why the LLM classifier could not decide, when it could not.
+    pub failure: Option<String>,
+    /// Seq of the `agent.switch` event, when one was published.
+    pub event_seq: Option<u64>,
+}
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/orchestrate", post(orchestrate))
+}
+
+/// Chooses the agent that should be in charge.
+#[utoipa::path(post, path = "/api/orchestrate", tag = "orchestration", request_body = OrchestrationRequest,
+    responses((status = 200, body = OrchestrationDecision), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn orchestrate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(req): Json<OrchestrationRequest>,
+) -> Result<Json<OrchestrationDecision>, ApiError> {
+    let mut tail = Vec::with_capacity(req.transcript_tail.len());
+    for (i, v) in req.transcript_tail.iter().enumerate() {
+        let text = match v {
+            Value::String(s) => Some(s.as_str()),
+            Value::Object(o) => o
+                .get("text")
+                .or_else(|| o.get("content"))
+                .and_then(Value::as_str),
+            _ => None,
+        };
+        tail.push(
+            text.ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    format!("transcript_tail[{i}] must be a string or an object with `text`"),
+                )
+            })?
+            .to_owned(),
+        );
+    }
+    let session = match &req.session_id {
+        Some(id) => {
+            let (sid, claims) = authorize(&state, &headers, id)?;
+            let (s, _) = ensure_session(&state, &sid, &claims).await?;
+            Some((sid, s))
+        }
+        None => None,
+    };
+    let (scenario, active_name) = match &session {
+        Some((_, s)) => (
+            state
+                .scenarios
+                .resolve(s.scenario_id.as_str())
+                .ok_or_else(|| unknown_scenario(&state, s.scenario_id.as_str(), true))?,
+            Some(s.active_agent.to_string()),
+        ),
+        None => {
+            let id = req.scenario_id.as_deref().ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_body",
+                    "`scenario_id` is required without a `session_id`",
+                )
+            })?;
+            let sc = state
+                .scenarios
+                .resolve(id)
+                .ok_or_else(|| unknown_scenario(&state, id, true))?;
+            let active = req
+                .context
+                .get("active_agent")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            (sc, active)
+        }
+    };
+    let active = pick_root(&scenario, active_name.as_deref())?;
+    let text = req.last_user_text.as_deref().unwrap_or_default();
+    let d = decide(&scenario, active, text, &tail, state.upstream.as_ref()).await;
+    let from = active.name.to_string();
+    let mut out = OrchestrationDecision {
+        changed: d.chosen != from,
+        chosen_root: d.chosen.clone(),
+        reason: d.reason.clone(),
+        confidence: d.confidence,
+        source: d.source,
+        from: from.clone(),
+        scores: d
+            .scores
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(*v)))
+            .collect(),
+        failure: d.failure.clone(),
+        event_seq: None,
+    };
+    if let Some((sid, _)) = &session
+        && out.changed
+    {
+        if state.store.cas_active_agent(sid, &from, &d.chosen).await? {
+            let data = AgentSwitch {
+                from: from.clone(),
+                to: d.chosen.clone(),
+                reason: d.reason.clone(),
+                confidence: d.confidence,
+                source: "orchestrator".into(),
+            };
+            let published = state
+                .broker
+                .publish(
+                    sid,
+                    Publish {
+                        kind: "agent.switch".parse().expect("a documented event type"),
+                        data: serde_json::to_value(data).expect("event data serializes"),
+                        idempotency_key: None,
+                        trace_id: None,
+                    },
+                )
+                .await?;
+            out.event_seq = Some(published.seq);
+        } else {
+            // Another decision switched first: report the state as it is now.
+            let now = state.store.get(sid).await?;
+            out.changed = false;
+            out.chosen_root = now.map(|s| s.active_agent.to_string()).unwrap_or(from);
+            out.reason = format!("another decision changed the agent first ({})", out.reason);
+        }
+    }
+    Ok(Json(out))
+}
