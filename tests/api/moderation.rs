@@ -219,3 +219,93 @@ async fn bad_requests_are_422() {
     let (st, b) = moderate(&app, None, json!({"txt": "hi"})).await;
     assert_error(st, &b, 422, "invalid_body");
 }
+
+/// Every model-backed path of tools, moderation and orchestration, against an upstream that
+/// errors, one that times out, and none at all: each answers 200 with the failure visible,
+/// never a 5xx.
+#[tokio::test]
+async fn model_backed_paths_report_upstream_errors_timeouts_and_offline() {
+    enum Up {
+        Error,
+        Slow,
+        Offline,
+    }
+    for up in [Up::Error, Up::Slow, Up::Offline] {
+        let server = MockServer::start().await;
+        let template = match up {
+            Up::Error => ResponseTemplate::new(500).set_body_string("upstream exploded"),
+            _ => ResponseTemplate::new(200)
+                .set_body_json(response_body("late"))
+                .set_delay(std::time::Duration::from_secs(3)),
+        };
+        Mock::given(method("POST"))
+            .respond_with(template)
+            .mount(&server)
+            .await;
+        let modes = switchboard::moderation::Modes::parse("local,upstream,brand").unwrap();
+        let app = match up {
+            Up::Offline => spawn_app_with(move |c| c.moderation = modes).await,
+            _ => {
+                spawn_online(&server, move |c| {
+                    c.moderation = modes;
+                    c.upstream_retries = 0;
+                })
+                .await
+            }
+        };
+        let label = match up {
+            Up::Error => "error",
+            Up::Slow => "timeout",
+            Up::Offline => "offline",
+        };
+        let want = match up {
+            Up::Error => "upstream exploded",
+            Up::Slow => "timed out",
+            Up::Offline => "upstream_not_configured",
+        };
+        for (tool, args) in [
+            (
+                "checkEligibilityAndPossiblyInitiateReturn",
+                json!({"userDesiredAction": "return", "question": "ok?"}),
+            ),
+            (
+                "getNextResponseFromSupervisor",
+                json!({"relevantContextFromLastUserMessage": "bill"}),
+            ),
+        ] {
+            let resp = app
+                .client
+                .post(app.url("/api/tools/execute"))
+                .json(&json!({"tool": tool, "args": args}))
+                .send()
+                .await
+                .unwrap();
+            let (st, r) = split(resp).await;
+            assert_eq!(
+                (st, r["success"].as_bool()),
+                (200, Some(false)),
+                "{label} {tool}: {r}"
+            );
+            assert!(
+                r["error"].as_str().unwrap().contains(want),
+                "{label} {tool}: {r}"
+            );
+        }
+        let (st, d) = moderate(&app, None, json!({"text": "hello"})).await;
+        assert_eq!(
+            (st, d["allowed"].as_bool()),
+            (200, Some(true)),
+            "{label}: {d}"
+        );
+        let failures = d["failures"].as_array().unwrap();
+        assert_eq!(
+            failures.len(),
+            2,
+            "{label}: upstream and brand both failed: {d}"
+        );
+        assert!(
+            failures.iter().all(|f| f.as_str().unwrap().contains(want)),
+            "{label}: {d}"
+        );
+    }
+}
