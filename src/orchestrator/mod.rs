@@ -61,9 +61,22 @@ fn hits<'a>(norm: &str, keywords: &'a [String]) -> Vec<&'a str> {
         .collect()
 }
 
+/// Words too common to say anything about intent.
+const STOP_WORDS: &[&str] = &[
+    "about", "could", "from", "have", "just", "like", "need", "please", "that", "them", "they",
+    "this", "want", "what", "when", "with", "would", "your",
+];
+
+/// Word overlap (Jaccard) of two normalized texts, on words of four letters or more that
+/// are not stop words.
 fn overlap(a: &str, b: &str) -> f64 {
-    let wa: HashSet<&str> = a.split_whitespace().collect();
-    let wb: HashSet<&str> = b.split_whitespace().collect();
+    let words = |t: &str| -> HashSet<String> {
+        t.split_whitespace()
+            .filter(|w| w.len() > 3 && !STOP_WORDS.contains(w))
+            .map(str::to_owned)
+            .collect()
+    };
+    let (wa, wb) = (words(a), words(b));
     if wa.is_empty() || wb.is_empty() {
         return 0.0;
     }
