@@ -125,6 +125,31 @@ pub trait Broker: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), BrokerError>;
 }
 
+/// Publishes a documented event whose data is one of `proto_events::events`' types.
+pub async fn publish_event<T: serde::Serialize>(
+    broker: &dyn Broker,
+    session: &SessionId,
+    kind: &str,
+    data: &T,
+    idempotency_key: Option<String>,
+) -> Result<Published, BrokerError> {
+    let kind: EventType = kind
+        .parse()
+        .map_err(|e: proto_events::InvalidEventType| BrokerError(e.to_string()))?;
+    let data = serde_json::to_value(data).map_err(|e| BrokerError(e.to_string()))?;
+    broker
+        .publish(
+            session,
+            Publish {
+                kind,
+                data,
+                idempotency_key,
+                trace_id: None,
+            },
+        )
+        .await
+}
+
 /// A fresh epoch: an opaque, unique string.
 pub fn new_epoch() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..16].to_owned()

@@ -14,10 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::sessions::authorize;
-use crate::broker::Publish;
+use super::sessions::optional_session;
+use crate::broker::publish_event;
 use crate::error::{ApiError, Json};
-use crate::lifecycle::ensure_session;
 use crate::state::AppState;
 
 /// `ModerationRequest`.
@@ -92,14 +91,7 @@ pub async fn moderate(
             "`source` must be user, assistant or api",
         ));
     }
-    let session = match &req.session_id {
-        Some(id) => {
-            let (sid, claims) = authorize(&state, &headers, id)?;
-            let (s, _) = ensure_session(&state, &sid, &claims).await?;
-            Some((sid, s))
-        }
-        None => None,
-    };
+    let session = optional_session(&state, &headers, req.session_id.as_deref()).await?;
     let company = match &session {
         Some((_, s)) => state
             .scenarios
@@ -126,20 +118,14 @@ pub async fn moderate(
             sanitized_text: d.sanitized_text.clone(),
             source: Some(source),
         };
-        let published = state
-            .broker
-            .publish(
-                sid,
-                Publish {
-                    kind: "moderation.flagged"
-                        .parse()
-                        .expect("a documented event type"),
-                    data: serde_json::to_value(data).expect("event data serializes"),
-                    idempotency_key: None,
-                    trace_id: None,
-                },
-            )
-            .await?;
+        let published = publish_event(
+            state.broker.as_ref(),
+            sid,
+            "moderation.flagged",
+            &data,
+            None,
+        )
+        .await?;
         event_seq = Some(published.seq);
     }
     Ok(Json(ModerationDecision {

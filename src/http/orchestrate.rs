@@ -18,10 +18,9 @@ use utoipa::ToSchema;
 
 use super::scenarios::unknown_scenario;
 use super::session2::pick_root;
-use super::sessions::authorize;
-use crate::broker::Publish;
+use super::sessions::optional_session;
+use crate::broker::publish_event;
 use crate::error::{ApiError, Json};
-use crate::lifecycle::ensure_session;
 use crate::orchestrator::decide;
 use crate::state::AppState;
 
@@ -104,14 +103,7 @@ pub async fn orchestrate(
             .to_owned(),
         );
     }
-    let session = match &req.session_id {
-        Some(id) => {
-            let (sid, claims) = authorize(&state, &headers, id)?;
-            let (s, _) = ensure_session(&state, &sid, &claims).await?;
-            Some((sid, s))
-        }
-        None => None,
-    };
+    let session = optional_session(&state, &headers, req.session_id.as_deref()).await?;
     let (scenario, active_name) = match &session {
         Some((_, s)) => (
             state
@@ -169,18 +161,8 @@ pub async fn orchestrate(
                 confidence: d.confidence,
                 source: "orchestrator".into(),
             };
-            let published = state
-                .broker
-                .publish(
-                    sid,
-                    Publish {
-                        kind: "agent.switch".parse().expect("a documented event type"),
-                        data: serde_json::to_value(data).expect("event data serializes"),
-                        idempotency_key: None,
-                        trace_id: None,
-                    },
-                )
-                .await?;
+            let published =
+                publish_event(state.broker.as_ref(), sid, "agent.switch", &data, None).await?;
             out.event_seq = Some(published.seq);
         } else {
             // Another decision switched first: report the state as it is now.

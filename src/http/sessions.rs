@@ -52,6 +52,22 @@ pub fn authorize(
     Ok((sid, claims))
 }
 
+/// For endpoints where `session_id` is optional: with one, the bearer token must be valid
+/// for it and the session must exist (or be re-created from the token); returns its id and
+/// state.
+pub async fn optional_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    session_id: Option<&str>,
+) -> Result<Option<(SessionId, crate::store::SessionState)>, ApiError> {
+    let Some(id) = session_id else {
+        return Ok(None);
+    };
+    let (sid, claims) = authorize(state, headers, id)?;
+    let (s, _) = crate::lifecycle::ensure_session(state, &sid, &claims).await?;
+    Ok(Some((sid, s)))
+}
+
 /// A session's state: 401 without a valid token for it, 404 when it no longer exists.
 #[utoipa::path(get, path = "/api/sessions/{id}", tag = "sessions",
     params(("id" = String, Path, description = "Session id")),

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::sessions::authorize;
-use crate::broker::Publish;
+use crate::broker::publish_event;
 use crate::domain::SessionId;
 use crate::error::{ApiError, Json};
 use crate::lifecycle::ensure_session;
@@ -291,17 +291,13 @@ async fn publish_result(
         error: r.error.clone(),
         duration_ms: r.duration_ms,
     };
-    state
-        .broker
-        .publish(
-            sid,
-            Publish {
-                kind: "tool.result".parse().expect("a documented event type"),
-                data: serde_json::to_value(data).expect("event data serializes"),
-                idempotency_key,
-                trace_id: None,
-            },
-        )
-        .await?;
+    publish_event(
+        state.broker.as_ref(),
+        sid,
+        "tool.result",
+        &data,
+        idempotency_key,
+    )
+    .await?;
     Ok(())
 }

@@ -11,16 +11,7 @@ use crate::support::channel::*;
 use crate::support::*;
 
 fn forge(sid: &str, exp_offset: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sid": sid, "scn": "simpleHandoff", "root": "greeter", "iat": now, "exp": now + exp_offset}),
-        &jsonwebtoken::EncodingKey::from_secret(SESSION_SECRET.as_bytes()),
-    )
-    .unwrap()
+    forge_token(sid, exp_offset, SESSION_SECRET)
 }
 
 #[tokio::test]
@@ -389,15 +380,8 @@ async fn an_open_socket_keeps_its_session_alive() {
         ws
     });
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    let resp = app
-        .client
-        .get(app.url(&format!("/api/sessions/{}", s.id)))
-        .bearer_auth(&s.token)
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        resp.status(),
+        app.session_state(&s).await.0,
         200,
         "the session idled out despite its open socket"
     );

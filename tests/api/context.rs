@@ -68,14 +68,7 @@ async fn with_a_session_it_becomes_the_sessions_context() {
     assert_error(st, &b, 401, "unauthorized");
     let (st, b) = snapshot(&app, Some(&s.token), body).await;
     assert_eq!((st, b["metadata"]["stored"].as_bool()), (200, Some(true)));
-    let resp = app
-        .client
-        .get(app.url(&format!("/api/sessions/{}", s.id)))
-        .bearer_auth(&s.token)
-        .send()
-        .await
-        .unwrap();
-    let (_, v) = split(resp).await;
+    let (_, v) = app.session_state(&s).await;
     assert_eq!(v["context"], "Page: checkout\ncart: 2 items");
     let (st, b) = snapshot(&app, None, json!({"extra": "not an object"})).await;
     assert_error(st, &b, 422, "invalid_body");

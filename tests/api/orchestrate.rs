@@ -34,14 +34,7 @@ async fn session(app: &TestApp, scenario: &str, root: &str) -> Sess {
 }
 
 async fn active_agent(app: &TestApp, s: &Sess) -> String {
-    let resp = app
-        .client
-        .get(app.url(&format!("/api/sessions/{}", s.id)))
-        .bearer_auth(&s.token)
-        .send()
-        .await
-        .unwrap();
-    split(resp).await.1["active_agent"]
+    app.session_state(s).await.1["active_agent"]
         .as_str()
         .unwrap()
         .to_owned()

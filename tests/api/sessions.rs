@@ -1,5 +1,3 @@
-use serde_json::json;
-
 use crate::support::*;
 
 async fn get_with(app: &TestApp, sid: &str, token: Option<&str>) -> (u16, serde_json::Value) {
@@ -11,16 +9,7 @@ async fn get_with(app: &TestApp, sid: &str, token: Option<&str>) -> (u16, serde_
 }
 
 fn forge(sid: &str, exp_offset: i64, secret: &str) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sid": sid, "scn": "simpleHandoff", "root": "greeter", "iat": now, "exp": now + exp_offset}),
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
+    forge_token(sid, exp_offset, secret)
 }
 
 #[tokio::test]

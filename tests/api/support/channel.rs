@@ -54,6 +54,19 @@ impl TestApp {
         (ws, welcome)
     }
 
+    /// `GET /api/sessions/{id}` with the session's token: status and body.
+    pub async fn session_state(&self, s: &Sess) -> (u16, Value) {
+        let resp = self
+            .client
+            .get(self.url(&format!("/api/sessions/{}", s.id)))
+            .bearer_auth(&s.token)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
     /// Publishes through `POST /api/sessions/{id}/events` and returns the answer.
     pub async fn publish(&self, sid: &str, kind: &str, data: Value) -> Value {
         let resp = self

@@ -113,6 +113,21 @@ pub fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str
     );
 }
 
+/// A session token for `sid` signed with `secret`, expiring `exp_offset` seconds from now
+/// (negative: already expired); scenario `simpleHandoff`, root `greeter`.
+pub fn forge_token(sid: &str, exp_offset: i64, secret: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sid": sid, "scn": "simpleHandoff", "root": "greeter", "iat": now, "exp": now + exp_offset}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
 /// The configuration tests start from: loopback, port 0, offline, embedded.
 pub fn test_config() -> Config {
     Config {
