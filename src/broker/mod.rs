@@ -10,6 +10,7 @@
 
 pub mod memory;
 pub mod redis;
+pub mod redis_conn;
 pub mod sequencer;
 
 use async_trait::async_trait;

@@ -25,9 +25,10 @@ use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use fred::clients::SubscriberClient;
 use fred::prelude::*;
+use fred::types::Message;
 use fred::types::scripts::Script;
-use fred::types::{Message, RespVersion};
 
+pub use super::redis_conn::{RedisClients, redact};
 use super::sequencer::{Sequencer, Step};
 use super::{
     Broker, BrokerError, Frame, History, LiveSink, Publish, Published, Top, encode, new_epoch,
@@ -37,68 +38,12 @@ use crate::domain::SessionId;
 /// How long an idempotency key is remembered, in ms.
 const IDEMPOTENCY_MS: u64 = 300_000;
 
-const PUBLISH_LUA: &str = r#"
-local meta, events, idem = KEYS[1], KEYS[2], KEYS[3]
-local channel, maxlen, ttl, fresh_epoch = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local head, tail, id, use_idem, idem_ttl = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-if use_idem == '1' then
-  local prev = redis.call('GET', idem)
-  if prev then return {0, prev} end
-end
-local epoch = redis.call('HGET', meta, 'epoch')
-if not epoch then
-  epoch = fresh_epoch
-  redis.call('HSET', meta, 'epoch', epoch, 'seq', 0)
-  redis.call('DEL', events)
-  redis.call('PUBLISH', channel, 'reset ' .. epoch)
-end
-local seq = redis.call('HINCRBY', meta, 'seq', 1)
-local env = head .. seq .. ',"epoch":"' .. epoch .. '"' .. tail
-redis.call('XADD', events, 'MAXLEN', '~', maxlen, seq .. '-0', 'e', env)
-redis.call('PEXPIRE', meta, ttl)
-redis.call('PEXPIRE', events, ttl)
-redis.call('PUBLISH', channel, seq .. ' ' .. env)
-local result = seq .. ' ' .. epoch .. ' ' .. id
-if use_idem == '1' then redis.call('SET', idem, result, 'PX', idem_ttl) end
-return {1, result}
-"#;
+const PUBLISH_LUA: &str = include_str!("lua/publish.lua");
 
-const OPEN_LUA: &str = r#"
-local meta, events = KEYS[1], KEYS[2]
-local channel, ttl, fresh_epoch = ARGV[1], ARGV[2], ARGV[3]
-local epoch = redis.call('HGET', meta, 'epoch')
-if not epoch then
-  epoch = fresh_epoch
-  redis.call('HSET', meta, 'epoch', epoch, 'seq', 0)
-  redis.call('DEL', events)
-  redis.call('PUBLISH', channel, 'reset ' .. epoch)
-end
-redis.call('PEXPIRE', meta, ttl)
-return {epoch, redis.call('HGET', meta, 'seq')}
-"#;
+const OPEN_LUA: &str = include_str!("lua/open.lua");
 
 /// Returns {epoch, seq, first_retained_seq, seq1, env1, seq2, env2, ...} or {} without history.
-const HISTORY_LUA: &str = r#"
-local meta, events = KEYS[1], KEYS[2]
-local after = ARGV[1]
-local m = redis.call('HMGET', meta, 'epoch', 'seq')
-if not m[1] then return {} end
-local out = {m[1], m[2]}
-local first = redis.call('XRANGE', events, '-', '+', 'COUNT', 1)
-if first[1] then
-  table.insert(out, string.match(first[1][1], '^(%d+)'))
-else
-  table.insert(out, '0')
-end
-if after ~= 'none' then
-  local r = redis.call('XRANGE', events, '(' .. after .. '-0', '+')
-  for _, e in ipairs(r) do
-    table.insert(out, string.match(e[1], '^(%d+)'))
-    table.insert(out, e[2][2])
-  end
-end
-return out
-"#;
+const HISTORY_LUA: &str = include_str!("lua/history.lua");
 
 /// Histories in Redis.
 pub struct RedisBroker {
@@ -116,61 +61,6 @@ pub struct RedisBroker {
     subs: DashMap<SessionId, Arc<tokio::sync::Mutex<usize>>>,
     /// Live-delivery state of every subscribed session.
     seqs: DashMap<SessionId, Arc<std::sync::Mutex<Sequencer>>>,
-}
-
-/// Connection settings shared by the Redis broker and store.
-pub struct RedisClients {
-    /// Commands.
-    pub client: Client,
-    /// Pub/sub.
-    pub subscriber: SubscriberClient,
-}
-
-impl RedisClients {
-    /// Connects both clients (RESP3, reconnecting forever with backoff, 2 s command timeout,
-    /// no automatic replay of a command after a reconnect: a publish must not run twice).
-    pub async fn connect(url: &str) -> Result<Self, BrokerError> {
-        let err = |e: Error| BrokerError(e.to_string());
-        let mut config = Config::from_url(url).map_err(err)?;
-        config.version = RespVersion::RESP3;
-        let builder = || {
-            let mut b = Builder::from_config(config.clone());
-            b.with_connection_config(|c| {
-                c.connection_timeout = Duration::from_secs(2);
-                c.internal_command_timeout = Duration::from_secs(2);
-                c.max_command_attempts = 1;
-            })
-            .with_performance_config(|p| {
-                p.default_command_timeout = Duration::from_secs(2);
-                p.broadcast_channel_capacity = 4096;
-            })
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
-            b
-        };
-        let client = builder().build().map_err(err)?;
-        let subscriber = builder().build_subscriber_client().map_err(err)?;
-        tokio::time::timeout(Duration::from_secs(10), async {
-            client.init().await?;
-            subscriber.init().await
-        })
-        .await
-        .map_err(|_| {
-            BrokerError(format!(
-                "could not reach Redis at {} within 10s",
-                redact(url)
-            ))
-        })?
-        .map_err(err)?;
-        Ok(Self { client, subscriber })
-    }
-}
-
-/// A Redis URL without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_owned(),
-    }
 }
 
 fn unavailable(e: Error) -> BrokerError {

@@ -5,6 +5,7 @@
 //! layer reads scenarios through [`ScenarioRegistry::resolve`] and renders them with the
 //! views in [`view`], which build the `transfer_to_<agent>` handoff tools.
 
+mod checks;
 pub mod model;
 pub mod view;
 

@@ -1,0 +1,118 @@
+//! Config parsing: defaults, fallbacks, and errors that name their setting.
+use super::*;
+
+fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let mut argv = vec!["switchboard"];
+    argv.extend_from_slice(args);
+    let cli = Cli::try_parse_from(argv).expect("clap accepts the flags");
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::from_cli(cli, &move |name| {
+        env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    })
+}
+
+#[test]
+fn defaults_are_embedded_offline_on_8080() {
+    let c = parse(&[], &[]).unwrap();
+    assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.mode(), "embedded");
+    assert!(!c.upstream_configured());
+    assert_eq!(c.openai_base_url, DEFAULT_OPENAI_BASE_URL);
+}
+
+#[test]
+fn port_falls_back_to_port_and_flag_wins() {
+    assert_eq!(parse(&[], &[("PORT", "9000")]).unwrap().bind.port(), 9000);
+    let c = parse(&["--port", "9001"], &[("PORT", "9000")]).unwrap();
+    assert_eq!(c.bind.port(), 9001);
+}
+
+#[test]
+fn bad_values_name_their_setting() {
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        (&[], &[("PORT", "eighty")], "PORT"),
+        (&["--port", "70000"], &[], "SWITCHBOARD_PORT"),
+        (&["--key-ttl", "5s"], &[], "SWITCHBOARD_KEY_TTL"),
+        (&["--key-ttl", "soon"], &[], "SWITCHBOARD_KEY_TTL"),
+        (
+            &[],
+            &[("OPENAI_BASE_URL", "ftp://x")],
+            "SWITCHBOARD_OPENAI_BASE_URL",
+        ),
+        (
+            &[],
+            &[("REDIS_URL", "localhost:6379")],
+            "SWITCHBOARD_REDIS_URL",
+        ),
+        (
+            &[],
+            &[("REDIS_URL", "redis://127.0.0.1:6379")],
+            "SWITCHBOARD_SESSION_SECRET",
+        ),
+        (
+            &["--session-secret", "short"],
+            &[],
+            "SWITCHBOARD_SESSION_SECRET",
+        ),
+        (&["--body-limit", "lots"], &[], "SWITCHBOARD_BODY_LIMIT"),
+        (&["--log-format", "xml"], &[], "SWITCHBOARD_LOG_FORMAT"),
+        (
+            &["--cors-origins", "not an origin"],
+            &[],
+            "SWITCHBOARD_CORS_ORIGINS",
+        ),
+        (
+            &["--scenarios-dir", "/no/such/dir"],
+            &[],
+            "SWITCHBOARD_SCENARIOS_DIR",
+        ),
+        (&["--host", "localhost:1"], &[], "SWITCHBOARD_HOST"),
+        (&["--history-size", "0"], &[], "SWITCHBOARD_HISTORY_SIZE"),
+        (&["--heartbeat", "0s"], &[], "SWITCHBOARD_HEARTBEAT"),
+        (&["--max-frame", "12"], &[], "SWITCHBOARD_MAX_FRAME"),
+        (&["--conn-queue", "none"], &[], "SWITCHBOARD_CONN_QUEUE"),
+        (
+            &["--moderation", "local,magic"],
+            &[],
+            "SWITCHBOARD_MODERATION",
+        ),
+        (
+            &["--moderation-fail", "maybe"],
+            &[],
+            "SWITCHBOARD_MODERATION_FAIL",
+        ),
+    ];
+    for (args, env, setting) in cases {
+        let err = parse(args, env).expect_err(setting);
+        assert_eq!(err.setting, *setting, "{err}");
+        assert!(err.to_string().contains(setting));
+    }
+}
+
+#[test]
+fn unprefixed_fallbacks_are_honoured() {
+    let c = parse(
+        &[],
+        &[
+            ("OPENAI_API_KEY", "sk-test"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:1/v1/"),
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+        ],
+    );
+    let err = c.expect_err("redis mode needs a secret");
+    assert_eq!(err.setting, "SWITCHBOARD_SESSION_SECRET");
+    let c = parse(
+        &["--session-secret", &"s".repeat(32)],
+        &[
+            ("OPENAI_API_KEY", "sk-test"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:1/v1/"),
+        ],
+    )
+    .unwrap();
+    assert!(c.upstream_configured());
+    assert_eq!(c.openai_base_url, "http://127.0.0.1:1/v1");
+}
