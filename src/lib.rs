@@ -17,6 +17,7 @@
 //! - [`scenario`]: scenario files, validation, registry and JSON views.
 //! - [`store`]: `SessionStore` trait and the in-memory store.
 //! - [`broker`]: `Broker` trait (per-session histories) and the in-memory broker.
+//! - [`memory`]: server-side agent memory (Agents SDK `Session` semantics and Redis layout).
 //! - [`moderation`]: local rules, PII redaction, upstream and brand checks.
 //! - [`orchestrator`]: which agent should be in charge (local scorer, LLM classifier).
 //! - [`tools`]: the `Tool` trait, registry, built-in and webhook tools.
@@ -30,6 +31,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod lifecycle;
+pub mod memory;
 pub mod moderation;
 pub mod orchestrator;
 pub mod scenario;

@@ -11,6 +11,7 @@ mod errors;
 mod events_api;
 mod health;
 mod keys;
+mod memory_contract;
 mod moderation;
 mod openapi;
 mod orchestrate;
