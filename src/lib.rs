@@ -11,6 +11,7 @@
 //! - [`telemetry`]: logging and request spans.
 //! - [`state`]: `AppState`, what handlers reach.
 //! - [`http`]: REST handlers, one file per resource.
+//! - [`agent`]: server-side agent turns (the tool loop over the Responses API).
 //! - [`auth`]: session tokens (HS256 JWT).
 //! - [`domain`]: validated identifier newtypes.
 //! - [`lifecycle`]: re-creating a lost session from its token.
@@ -24,6 +25,7 @@
 //! - [`upstream`]: the OpenAI-compatible HTTP client.
 //! - [`ws`]: the event channel (WebSocket, SSE), the local hub, recovery.
 
+pub mod agent;
 pub mod auth;
 pub mod broker;
 pub mod config;

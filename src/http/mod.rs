@@ -1,6 +1,7 @@
 //! The REST surface: one file per resource, each exposing `router()`. Handlers are thin:
 //! parse (through the JSON-error extractors of [`crate::error`]), call the domain, map errors.
 
+pub mod agent;
 pub mod batch;
 pub mod context;
 pub mod events;
@@ -32,6 +33,7 @@ pub fn routes() -> Router<AppState> {
         .merge(moderate::router())
         .merge(context::router())
         .merge(orchestrate::router())
+        .merge(agent::router())
         .merge(events::router())
         .merge(batch::router())
         .merge(openapi::router())

@@ -22,6 +22,7 @@ use crate::state::AppState;
         super::events::history, super::events::publish, super::batch::publish_batch,
         super::tools::list, super::tools::execute, super::moderate::moderate,
         super::context::snapshot, super::orchestrate::orchestrate,
+        super::agent::run,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&SessionToken),

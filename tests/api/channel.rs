@@ -365,7 +365,7 @@ async fn a_silent_client_is_dropped_after_two_heartbeats() {
 async fn an_open_socket_keeps_its_session_alive() {
     let app = spawn_app_with(|c| {
         c.heartbeat = Duration::from_secs(1);
-        c.session_ttl = Duration::from_millis(1500);
+        c.session_ttl = Duration::from_millis(3000);
     })
     .await;
     let s = app.new_session().await;
@@ -373,13 +373,14 @@ async fn an_open_socket_keeps_its_session_alive() {
     // Keep reading (which answers the server's pings) for longer than the idle TTL.
     let reader = tokio::spawn(async move {
         use futures_util::StreamExt;
-        let _ = tokio::time::timeout(Duration::from_secs(4), async {
+        let _ = tokio::time::timeout(Duration::from_secs(7), async {
             while ws.next().await.is_some() {}
         })
         .await;
         ws
     });
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // Twice the idle TTL: only the heartbeat's touches keep the session.
+    tokio::time::sleep(Duration::from_millis(6000)).await;
     assert_eq!(
         app.session_state(&s).await.0,
         200,

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod agent;
 mod binary;
 mod broker_contract;
 mod channel;

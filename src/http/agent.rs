@@ -1,0 +1,163 @@
+//! `POST /api/agent/run`: one server-side agent turn (Responses API plus the tool loop).
+//!
+//! Accepts the seed's body (`model`, `messages`, `tools`), mapping `messages` to `input`
+//! (the seed sent `messages`, which the Responses API rejects), or `input` directly. `tools`
+//! names registered tools. With `scenario_id` + `agent`, that agent's instructions, tools
+//! and `transfer_to_*` handoff tools are used.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use super::scenarios::unknown_scenario;
+use super::session2::pick_root;
+use crate::agent::{TurnSpec, run_turn};
+use crate::error::{ApiError, Json};
+use crate::scenario::view::agent_view;
+use crate::state::AppState;
+
+/// Most model round trips one request may ask for.
+const MAX_ITERATIONS: usize = 20;
+
+/// `POST /api/agent/run` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentRunRequest {
+    /// Model (default `gpt-4.1-mini`).
+    pub model: Option<String>,
+    /// Chat-style messages `[{role, content}]` (the seed's field), sent as `input`.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub messages: Option<Vec<Value>>,
+    /// Responses API `input`: a string or input items.
+    #[schema(value_type = Option<Object>)]
+    pub input: Option<Value>,
+    /// System instructions (ignored with `agent`).
+    pub instructions: Option<String>,
+    /// Registered tools the model may call (ignored with `agent`).
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// Scenario of `agent`.
+    pub scenario_id: Option<String>,
+    /// Run this scenario agent (its instructions, tools and handoff tools).
+    pub agent: Option<String>,
+    /// Most model round trips (default 6, at most 20).
+    pub max_iterations: Option<usize>,
+}
+
+/// One turn's answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentRunResponse {
+    /// Id of the last response.
+    pub id: String,
+    /// The final answer.
+    pub output_text: String,
+    /// The last response's output items.
+    #[schema(value_type = Vec<Object>)]
+    pub output: Vec<Value>,
+    /// Tools called, in order.
+    pub tool_calls: Vec<String>,
+    /// Usage summed over the loop.
+    #[schema(value_type = Object)]
+    pub usage: Value,
+    /// Model round trips.
+    pub iterations: usize,
+    /// True when the iteration cap ended the turn.
+    pub capped: bool,
+    /// The agent the model handed off to, if any.
+    pub handoff: Option<String>,
+}
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/agent/run", post(run))
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message)
+}
+
+/// Runs one agent turn.
+#[utoipa::path(post, path = "/api/agent/run", tag = "agents", request_body = AgentRunRequest,
+    responses((status = 200, body = AgentRunResponse), (status = 400, body = crate::error::ErrorBody),
+        (status = 422, body = crate::error::ErrorBody), (status = 502, body = crate::error::ErrorBody),
+        (status = 503, body = crate::error::ErrorBody), (status = 504, body = crate::error::ErrorBody)))]
+pub async fn run(
+    State(state): State<AppState>,
+    Json(req): Json<AgentRunRequest>,
+) -> Result<Json<AgentRunResponse>, ApiError> {
+    let input: Vec<Value> = match (req.messages, req.input) {
+        (Some(_), Some(_)) => return Err(invalid("send `messages` or `input`, not both")),
+        (Some(m), None) => m,
+        (None, Some(Value::String(s))) => vec![json!({"role": "user", "content": s})],
+        (None, Some(Value::Array(items))) => items,
+        (None, Some(_)) => return Err(invalid("`input` must be a string or an array of items")),
+        (None, None) => return Err(invalid("`messages` or `input` is required")),
+    };
+    if input.is_empty() {
+        return Err(invalid("the input is empty"));
+    }
+    let max_iterations = req.max_iterations.unwrap_or(6);
+    if !(1..=MAX_ITERATIONS).contains(&max_iterations) {
+        return Err(invalid(format!(
+            "`max_iterations` must be 1 to {MAX_ITERATIONS}"
+        )));
+    }
+    let (instructions, tools, extra_tools) = match (&req.scenario_id, &req.agent) {
+        (Some(sid), Some(name)) => {
+            let scenario = state
+                .scenarios
+                .resolve(sid)
+                .ok_or_else(|| unknown_scenario(&state, sid, true))?;
+            let agent = pick_root(&scenario, Some(name))?;
+            let view = agent_view(&scenario, agent, None);
+            let handoffs: Vec<Value> = view
+                .tools
+                .iter()
+                .filter(|t| t.name.starts_with("transfer_to_"))
+                .map(|t| json!({"type": "function", "name": t.name, "description": t.description, "parameters": t.parameters}))
+                .collect();
+            let own: Vec<String> = agent.tools.iter().map(ToString::to_string).collect();
+            (view.instructions, own, handoffs)
+        }
+        (None, None) => {
+            for t in &req.tools {
+                if state.tools.get(t).is_none() {
+                    return Err(invalid(format!(
+                        "unknown tool {t:?}; GET /api/tools lists them"
+                    )));
+                }
+            }
+            (req.instructions.unwrap_or_default(), req.tools, Vec::new())
+        }
+        _ => return Err(invalid("`scenario_id` and `agent` go together")),
+    };
+    let upstream = state.upstream()?;
+    let model = req.model.unwrap_or_else(|| "gpt-4.1-mini".to_owned());
+    let r = run_turn(
+        upstream,
+        &state.tools,
+        TurnSpec {
+            model: &model,
+            instructions: &instructions,
+            tools: &tools,
+            extra_tools: &extra_tools,
+            input,
+            max_iterations,
+        },
+    )
+    .await?;
+    Ok(Json(AgentRunResponse {
+        id: r.id,
+        output_text: r.output_text,
+        output: r.output,
+        tool_calls: r.tool_calls,
+        usage: r.usage,
+        iterations: r.iterations,
+        capped: r.capped,
+        handoff: r.handoff,
+    }))
+}
