@@ -8,12 +8,11 @@ use crate::support::*;
 
 #[tokio::test]
 async fn mints_a_key_in_the_legacy_and_ga_shapes() {
-    let upstream = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/realtime/client_secrets"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(client_secret_body()))
-        .mount(&upstream)
-        .await;
+    let upstream = upstream_with(
+        "/v1/realtime/client_secrets",
+        ResponseTemplate::new(200).set_body_json(client_secret_body()),
+    )
+    .await;
     let app = spawn_online(&upstream, |c| c.realtime_model = "gpt-realtime-mini".into()).await;
     let resp = app
         .client
@@ -70,12 +69,11 @@ async fn upstream_errors_map_to_502_without_the_key() {
 
 #[tokio::test]
 async fn a_2xx_without_a_key_is_502() {
-    let upstream = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/realtime/client_secrets"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"session": {}})))
-        .mount(&upstream)
-        .await;
+    let upstream = upstream_with(
+        "/v1/realtime/client_secrets",
+        ResponseTemplate::new(200).set_body_json(json!({"session": {}})),
+    )
+    .await;
     let app = spawn_online(&upstream, |_| {}).await;
     let (s, b) = app.get_json("/api/session").await;
     assert_error(s, &b, 502, "upstream_error");
@@ -108,16 +106,13 @@ async fn rate_limits_are_retried_then_succeed() {
 
 #[tokio::test]
 async fn timeout_is_504() {
-    let upstream = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/realtime/client_secrets"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(client_secret_body())
-                .set_delay(std::time::Duration::from_secs(3)),
-        )
-        .mount(&upstream)
-        .await;
+    let upstream = upstream_with(
+        "/v1/realtime/client_secrets",
+        ResponseTemplate::new(200)
+            .set_body_json(client_secret_body())
+            .set_delay(std::time::Duration::from_secs(3)),
+    )
+    .await;
     let app = spawn_online(&upstream, |_| {}).await;
     let (s, b) = app.get_json("/api/session").await;
     assert_error(s, &b, 504, "upstream_timeout");

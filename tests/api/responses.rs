@@ -7,19 +7,12 @@ use axum::body::Body;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{MockServer, ResponseTemplate};
 
 use crate::support::*;
 
 async fn upstream_answering(template: ResponseTemplate) -> MockServer {
-    let upstream = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/responses"))
-        .respond_with(template)
-        .mount(&upstream)
-        .await;
-    upstream
+    upstream_with("/v1/responses", template).await
 }
 
 #[tokio::test]

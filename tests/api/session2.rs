@@ -1,6 +1,5 @@
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::ResponseTemplate;
 
 use crate::support::*;
 
@@ -182,12 +181,11 @@ async fn bad_context_is_refused() {
 
 #[tokio::test]
 async fn online_session2_mints_a_key_for_the_root_agent() {
-    let upstream = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/realtime/client_secrets"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(client_secret_body()))
-        .mount(&upstream)
-        .await;
+    let upstream = upstream_with(
+        "/v1/realtime/client_secrets",
+        ResponseTemplate::new(200).set_body_json(client_secret_body()),
+    )
+    .await;
     let app = spawn_online(&upstream, |_| {}).await;
     let resp = app
         .client
@@ -227,14 +225,11 @@ async fn online_session2_mints_a_key_for_the_root_agent() {
 
 #[tokio::test]
 async fn online_session2_upstream_failure_creates_no_session() {
-    let upstream = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/realtime/client_secrets"))
-        .respond_with(
-            ResponseTemplate::new(503).set_body_json(json!({"error": {"message": "overloaded"}})),
-        )
-        .mount(&upstream)
-        .await;
+    let upstream = upstream_with(
+        "/v1/realtime/client_secrets",
+        ResponseTemplate::new(503).set_body_json(json!({"error": {"message": "overloaded"}})),
+    )
+    .await;
     let app = spawn_online(&upstream, |_| {}).await;
     let (s, b) = app
         .get_json("/api/session2?scenario_id=simpleHandoff")
@@ -257,16 +252,13 @@ async fn online_session2_upstream_failure_creates_no_session() {
 
 #[tokio::test]
 async fn online_session2_timeout_is_504() {
-    let upstream = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/realtime/client_secrets"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(client_secret_body())
-                .set_delay(std::time::Duration::from_secs(3)),
-        )
-        .mount(&upstream)
-        .await;
+    let upstream = upstream_with(
+        "/v1/realtime/client_secrets",
+        ResponseTemplate::new(200)
+            .set_body_json(client_secret_body())
+            .set_delay(std::time::Duration::from_secs(3)),
+    )
+    .await;
     let app = spawn_online(&upstream, |_| {}).await;
     let (s, b) = app.get_json("/api/session2").await;
     assert_error(s, &b, 504, "upstream_timeout");

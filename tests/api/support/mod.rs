@@ -197,6 +197,17 @@ pub async fn spawn_online(upstream: &MockServer, adjust: impl FnOnce(&mut Config
     .await
 }
 
+/// A fake upstream answering every `POST` to `path` with `template`.
+pub async fn upstream_with(path: &str, template: wiremock::ResponseTemplate) -> MockServer {
+    let upstream = MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path(path))
+        .respond_with(template)
+        .mount(&upstream)
+        .await;
+    upstream
+}
+
 /// A successful client-secret answer.
 pub fn client_secret_body() -> Value {
     json!({
