@@ -95,11 +95,27 @@ impl TokenIssuer {
 
     /// A token for a session; returns it with its expiry (unix seconds).
     pub fn issue(&self, sid: &SessionId, scenario: &str, root: &str) -> (String, u64) {
+        self.issue_for(sid.as_str(), scenario, root)
+    }
+
+    /// A token for server-side agent session `id`. Its subject is `agent:<id>`, which no
+    /// realtime session id can be (they have no `:`), so the two kinds never stand in for
+    /// each other.
+    pub fn issue_agent(&self, id: &str) -> (String, u64) {
+        self.issue_for(&format!("agent:{id}"), "", "")
+    }
+
+    /// Verifies a token issued by [`Self::issue_agent`] for `id`.
+    pub fn verify_agent(&self, token: &str, id: &str) -> Result<SessionClaims, TokenError> {
+        self.verify(token, &format!("agent:{id}"))
+    }
+
+    fn issue_for(&self, sid: &str, scenario: &str, root: &str) -> (String, u64) {
         let iatm = unix_now_ms();
         let iat = iatm / 1000;
         let exp = iat + self.ttl.as_secs();
         let claims = SessionClaims {
-            sid: sid.to_string(),
+            sid: sid.to_owned(),
             scn: scenario.to_owned(),
             root: root.to_owned(),
             iat,
@@ -156,6 +172,15 @@ pub fn require_api_key(config: &Config, headers: &HeaderMap) -> Result<(), ApiEr
     } else {
         Err(ApiError::unauthorized("the server API key is not valid"))
     }
+}
+
+/// True when `given` is the configured server API key (constant-time compare).
+pub fn is_api_key(config: &Config, given: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    config
+        .api_key
+        .as_ref()
+        .is_some_and(|k| given.as_bytes().ct_eq(k.expose_secret().as_bytes()).into())
 }
 
 impl SessionClaims {

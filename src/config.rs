@@ -89,6 +89,8 @@ pub struct Config {
     pub redis_prefix: String,
     /// Position-check interval (Redis mode).
     pub position_check: Duration,
+    /// Server-side agents and their memory.
+    pub agents: AgentSettings,
 }
 
 impl Default for Config {
@@ -124,6 +126,7 @@ impl Default for Config {
             deny_patterns: Vec::new(),
             redis_prefix: "sb".to_owned(),
             position_check: Duration::from_secs(5),
+            agents: AgentSettings::default(),
         }
     }
 }
@@ -360,6 +363,7 @@ impl Config {
             deny_patterns,
             redis_prefix,
             position_check,
+            agents: AgentSettings::from_cli(&cli.agents)?,
         };
         config.check_mode()?;
         Ok(config)
@@ -441,6 +445,8 @@ fn http_url(setting: &'static str, v: &str) -> Result<String, ConfigError> {
     }
 }
 
+mod agents;
 mod cli;
+pub use agents::{AgentSettings, MAX_ITERATIONS};
 #[cfg(test)]
 mod tests;

@@ -25,6 +25,9 @@ use crate::broker::memory::MemoryBroker;
 use crate::broker::redis::{RedisBroker, RedisClients, redact};
 use crate::config::Config;
 use crate::error::{json_error_layer, not_found_fallback, panic_response};
+use crate::memory::AgentMemory;
+use crate::memory::local::InMemory;
+use crate::memory::redis::RedisMemory;
 use crate::scenario::ScenarioRegistry;
 use crate::state::{AppState, Inner};
 use crate::store::SessionStore;
@@ -58,10 +61,16 @@ impl Application {
         let upstream =
             UpstreamClient::from_config(&config).context("building the upstream client")?;
         let hub = Hub::new(config.conn_queue);
-        let (broker, store): (Arc<dyn Broker>, Arc<dyn SessionStore>) = match &config.redis_url {
+        let agents = &config.agents;
+        let (broker, store, memory): (
+            Arc<dyn Broker>,
+            Arc<dyn SessionStore>,
+            Arc<dyn AgentMemory>,
+        ) = match &config.redis_url {
             None => (
                 MemoryBroker::new(hub.clone(), config.history_size, config.history_ttl),
                 MemoryStore::new(config.session_ttl),
+                Arc::new(InMemory::new(agents.memory_max_items)),
             ),
             Some(url) => {
                 let clients = RedisClients::connect(url)
@@ -80,12 +89,19 @@ impl Application {
                     &config.redis_prefix,
                     config.session_ttl,
                 );
-                (broker, Arc::new(store))
+                let memory = RedisMemory::new(
+                    clients.client.clone(),
+                    &agents.memory_prefix,
+                    agents.memory_max_items,
+                    Some(agents.memory_ttl),
+                );
+                (broker, Arc::new(store), Arc::new(memory))
             }
         };
         let state = AppState::new(Inner {
             store,
             broker,
+            memory,
             hub,
             scenarios,
             tools,

@@ -31,6 +31,8 @@ pub struct Inner {
     pub store: Arc<dyn SessionStore>,
     /// Event histories.
     pub broker: Arc<dyn Broker>,
+    /// Server-side agent memory.
+    pub memory: Arc<dyn crate::memory::AgentMemory>,
     /// This instance's connections.
     pub hub: Arc<crate::ws::hub::Hub>,
     /// Upstream client; `None` when offline.
@@ -73,6 +75,35 @@ impl From<StoreError> for ApiError {
             "the session store is unavailable; retry shortly",
         )
         .with_retry_after(1)
+    }
+}
+
+impl From<crate::memory::MemoryError> for ApiError {
+    fn from(e: crate::memory::MemoryError) -> Self {
+        use crate::memory::MemoryError;
+        match e {
+            MemoryError::Busy => ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "agent_session_busy",
+                "another turn on this agent session is still running; retry shortly",
+            )
+            .with_retry_after(1),
+            MemoryError::LockLost => ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "agent_session_busy",
+                "the turn took longer than its lock and another turn took over; nothing was written, retry",
+            )
+            .with_retry_after(1),
+            MemoryError::Unavailable(m) => {
+                tracing::error!(error = %m, "agent memory failed");
+                ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the agent memory store is unavailable; retry shortly",
+                )
+                .with_retry_after(1)
+            }
+        }
     }
 }
 

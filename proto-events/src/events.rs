@@ -34,6 +34,19 @@ pub struct ToolResult {
     pub error: Option<String>,
     /// How long it ran.
     pub duration_ms: u64,
+    /// Steps taken inside the tool, oldest first (e.g. the chatSupervisor's own tool calls);
+    /// absent when there were none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub breadcrumbs: Vec<Breadcrumb>,
+}
+
+/// One step inside a tool, for a debugging or transcript view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Breadcrumb {
+    /// What happened, e.g. `supervisor function call: lookupPolicyDocument`.
+    pub title: String,
+    /// Its arguments or result.
+    pub data: serde_json::Value,
 }
 
 /// `moderation.flagged`: a text was flagged.
@@ -55,6 +68,15 @@ pub struct AgentMessage {
     pub agent: String,
     /// The answer text.
     pub text: String,
+    /// The server-side agent session that answered.
+    #[serde(default)]
+    pub agent_session_id: String,
+    /// Tools called during the turn, in order.
+    #[serde(default)]
+    pub tool_calls: Vec<String>,
+    /// The caller's `client_message_id`, if it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_message_id: Option<String>,
 }
 
 /// `call.started`: a realtime call was created.

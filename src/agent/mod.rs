@@ -8,11 +8,14 @@
 //! it answers with what is known and says so). Usage is summed over the loop. A call of a
 //! `transfer_to_<agent>` tool ends the turn with that handoff for the caller to apply.
 
+pub mod session;
+
 use serde_json::{Value, json};
 
 use crate::http::responses::message_texts;
-use crate::tools::{ToolContext, ToolRegistry};
+use crate::tools::{ToolContext, ToolRegistry, Trail};
 use crate::upstream::{UpstreamClient, UpstreamError};
+use proto_events::events::ToolResult;
 
 /// What one turn needs.
 pub struct TurnSpec<'a> {
@@ -51,6 +54,8 @@ pub struct TurnResult {
     pub capped: bool,
     /// The agent the model handed off to, if it called `transfer_to_<agent>`.
     pub handoff: Option<String>,
+    /// One report per registered tool the turn ran (what `tool.result` publishes).
+    pub tool_reports: Vec<ToolResult>,
 }
 
 fn add_usage(total: &mut Value, u: &Value) {
@@ -78,11 +83,6 @@ pub async fn run_turn(
     let mut result = TurnResult {
         usage: json!({"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}),
         ..TurnResult::default()
-    };
-    let ctx = ToolContext {
-        upstream: Some(upstream),
-        session_id: None,
-        correlation_id: None,
     };
     loop {
         let mut body = json!({"model": spec.model, "input": input});
@@ -117,17 +117,29 @@ pub async fn run_turn(
         for call in calls {
             let name = call["name"].as_str().unwrap_or_default().to_owned();
             result.tool_calls.push(name.clone());
-            let output = if let Some(target) = name.strip_prefix("transfer_to_") {
+            let offered = spec.extra_tools.iter().any(|t| t["name"] == name.as_str());
+            let output = if let Some(target) = name.strip_prefix("transfer_to_")
+                && offered
+            {
                 result.handoff = Some(target.to_owned());
                 json!({"assistant": target})
             } else {
-                run_tool(
+                let call_id = call["call_id"].as_str().unwrap_or_default();
+                let report = run_tool(
+                    upstream,
                     registry,
-                    &ctx,
+                    call_id,
                     &name,
                     call["arguments"].as_str().unwrap_or("{}"),
                 )
-                .await
+                .await;
+                let output = if report.success {
+                    report.output.clone()
+                } else {
+                    json!({"error": report.error})
+                };
+                result.tool_reports.push(report);
+                output
             };
             input.push(json!({"type": "function_call", "call_id": call["call_id"], "name": name, "arguments": call["arguments"]}));
             input.push(json!({"type": "function_call_output", "call_id": call["call_id"], "output": output.to_string()}));
@@ -148,25 +160,61 @@ pub async fn run_turn(
     Ok(result)
 }
 
-/// Runs one tool call; every failure becomes the call's output for the model.
+/// Runs one tool call; every failure becomes a `success: false` report (and the model
+/// sees `{"error": ...}` as the call's output).
 async fn run_tool(
+    upstream: &UpstreamClient,
     registry: &ToolRegistry,
-    ctx: &ToolContext<'_>,
+    call_id: &str,
     name: &str,
     arguments: &str,
-) -> Value {
-    let Some(tool) = registry.get(name) else {
-        return json!({"error": format!("unknown tool {name}")});
+) -> ToolResult {
+    let started = std::time::Instant::now();
+    let trail = Trail::default();
+    let outcome: Result<Value, String> = match registry.get(name) {
+        None => Err(format!("unknown tool {name}")),
+        Some(tool) => match serde_json::from_str::<Value>(arguments) {
+            Err(e) => Err(format!("the arguments are not JSON: {e}")),
+            Ok(args) => match tool.validate(&args) {
+                Err(errors) => Err(format!(
+                    "invalid arguments: {}",
+                    errors
+                        .iter()
+                        .map(|e| format!(
+                            "{} {}",
+                            if e.path.is_empty() {
+                                "(arguments)"
+                            } else {
+                                &e.path
+                            },
+                            e.message
+                        ))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )),
+                Ok(()) => {
+                    let ctx = ToolContext {
+                        upstream: Some(upstream),
+                        session_id: None,
+                        correlation_id: Some(call_id),
+                        trail: Some(&trail),
+                    };
+                    tool.call(&ctx, args).await.map_err(|e| e.to_string())
+                }
+            },
+        },
     };
-    let args: Value = match serde_json::from_str(arguments) {
-        Ok(a) => a,
-        Err(e) => return json!({"error": format!("the arguments are not JSON: {e}")}),
+    let (success, output, error) = match outcome {
+        Ok(v) => (true, v, None),
+        Err(e) => (false, Value::Null, Some(e)),
     };
-    if let Err(errors) = tool.validate(&args) {
-        return json!({"error": "invalid arguments", "details": errors});
-    }
-    match tool.call(ctx, args).await {
-        Ok(v) => v,
-        Err(e) => json!({"error": e.to_string()}),
+    ToolResult {
+        correlation_id: Some(call_id.to_owned()),
+        tool: name.to_owned(),
+        success,
+        output,
+        error,
+        duration_ms: started.elapsed().as_millis() as u64,
+        breadcrumbs: trail.take(),
     }
 }

@@ -108,4 +108,7 @@ pub struct Cli {
     /// Events queued per connection before it is closed as a slow consumer (4008).
     #[arg(long, env = "SWITCHBOARD_CONN_QUEUE", default_value = "512")]
     pub conn_queue: String,
+    /// Server-side agents and their memory.
+    #[command(flatten)]
+    pub agents: super::agents::AgentCli,
 }

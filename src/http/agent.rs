@@ -15,13 +15,11 @@ use utoipa::ToSchema;
 
 use super::scenarios::unknown_scenario;
 use super::session2::pick_root;
+use crate::agent::session::scenario_agent;
 use crate::agent::{TurnSpec, run_turn};
+use crate::config::MAX_ITERATIONS;
 use crate::error::{ApiError, Json};
-use crate::scenario::view::agent_view;
 use crate::state::AppState;
-
-/// Most model round trips one request may ask for.
-const MAX_ITERATIONS: usize = 20;
 
 /// `POST /api/agent/run` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -44,7 +42,7 @@ pub struct AgentRunRequest {
     pub scenario_id: Option<String>,
     /// Run this scenario agent (its instructions, tools and handoff tools).
     pub agent: Option<String>,
-    /// Most model round trips (default 6, at most 20).
+    /// Most model round trips (default `SWITCHBOARD_AGENT_MAX_ITERATIONS`, at most 20).
     pub max_iterations: Option<usize>,
 }
 
@@ -100,7 +98,9 @@ pub async fn run(
     if input.is_empty() {
         return Err(invalid("the input is empty"));
     }
-    let max_iterations = req.max_iterations.unwrap_or(6);
+    let max_iterations = req
+        .max_iterations
+        .unwrap_or(state.config.agents.max_iterations);
     if !(1..=MAX_ITERATIONS).contains(&max_iterations) {
         return Err(invalid(format!(
             "`max_iterations` must be 1 to {MAX_ITERATIONS}"
@@ -113,15 +113,8 @@ pub async fn run(
                 .resolve(sid)
                 .ok_or_else(|| unknown_scenario(&state, sid, true))?;
             let agent = pick_root(&scenario, Some(name))?;
-            let view = agent_view(&scenario, agent, None);
-            let handoffs: Vec<Value> = view
-                .tools
-                .iter()
-                .filter(|t| t.name.starts_with("transfer_to_"))
-                .map(|t| json!({"type": "function", "name": t.name, "description": t.description, "parameters": t.parameters}))
-                .collect();
-            let own: Vec<String> = agent.tools.iter().map(ToString::to_string).collect();
-            (view.instructions, own, handoffs)
+            let cfg = scenario_agent(&scenario, agent);
+            (cfg.instructions, cfg.tools, cfg.handoffs)
         }
         (None, None) => {
             for t in &req.tools {

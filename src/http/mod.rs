@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod orchestrate;
 pub mod responses;
 pub mod scenarios;
+pub mod sdk;
 pub mod session2;
 pub mod sessions;
 pub mod tools;
@@ -34,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .merge(context::router())
         .merge(orchestrate::router())
         .merge(agent::router())
+        .merge(sdk::router())
         .merge(events::router())
         .merge(batch::router())
         .merge(openapi::router())

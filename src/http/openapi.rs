@@ -23,6 +23,8 @@ use crate::state::AppState;
         super::tools::list, super::tools::execute, super::moderate::moderate,
         super::context::snapshot, super::orchestrate::orchestrate,
         super::agent::run,
+        super::sdk::create, super::sdk::message, super::sdk::transcript, super::sdk::clear,
+        super::sdk::pop,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&SessionToken),

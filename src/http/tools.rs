@@ -25,7 +25,7 @@ use crate::domain::SessionId;
 use crate::error::{ApiError, Json};
 use crate::lifecycle::ensure_session;
 use crate::state::AppState;
-use crate::tools::ToolContext;
+use crate::tools::{ToolContext, Trail};
 
 /// Longest correlation id.
 const MAX_CORRELATION_ID: usize = 200;
@@ -76,6 +76,10 @@ pub struct ToolExecutionResult {
     pub correlation_id: Option<String>,
     /// How long the tool ran.
     pub duration_ms: u64,
+    /// Steps inside the tool (the chatSupervisor's own tool calls); absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub breadcrumbs: Vec<proto_events::events::Breadcrumb>,
 }
 
 /// Routes of this module.
@@ -207,10 +211,12 @@ pub async fn execute(
     }
 
     let started = Instant::now();
+    let trail = Trail::default();
     let ctx = ToolContext {
         upstream: state.upstream.as_ref(),
         session_id: sid.as_ref(),
         correlation_id: req.correlation_id.as_deref(),
+        trail: Some(&trail),
     };
     let outcome = tool.call(&ctx, args).await;
     let duration_ms = started.elapsed().as_millis() as u64;
@@ -222,6 +228,7 @@ pub async fn execute(
             error: None,
             correlation_id: req.correlation_id.clone(),
             duration_ms,
+            breadcrumbs: trail.take(),
         },
         Err(e) => ToolExecutionResult {
             tool: req.tool.clone(),
@@ -230,6 +237,7 @@ pub async fn execute(
             error: Some(e.to_string()),
             correlation_id: req.correlation_id.clone(),
             duration_ms,
+            breadcrumbs: trail.take(),
         },
     };
     if let Some((s, key)) = &claim {
@@ -290,6 +298,7 @@ async fn publish_result(
         output: r.output.clone(),
         error: r.error.clone(),
         duration_ms: r.duration_ms,
+        breadcrumbs: r.breadcrumbs.clone(),
     };
     publish_event(
         state.broker.as_ref(),

@@ -110,6 +110,23 @@ impl AgentMemory for InMemory {
         }
     }
 
+    async fn extend_lock(
+        &self,
+        session: &str,
+        token: &LockToken,
+        ttl: Duration,
+    ) -> Result<bool, MemoryError> {
+        let mut g = self.inner.lock().expect("memory lock");
+        let now = Instant::now();
+        match g.locks.get_mut(session) {
+            Some((t, until)) if t == token && *until > now => {
+                *until = now + ttl;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn unlock(&self, session: &str, token: &LockToken) -> Result<(), MemoryError> {
         let mut g = self.inner.lock().expect("memory lock");
         if g.locks.get(session).is_some_and(|(t, _)| t == token) {

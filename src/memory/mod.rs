@@ -67,6 +67,15 @@ pub trait AgentMemory: Send + Sync + 'static {
         wait: Duration,
     ) -> Result<LockToken, MemoryError>;
 
+    /// Pushes the lock's expiry to `ttl` from now if `token` still holds it; false when
+    /// the lock was lost.
+    async fn extend_lock(
+        &self,
+        session: &str,
+        token: &LockToken,
+        ttl: Duration,
+    ) -> Result<bool, MemoryError>;
+
     /// Releases the lock if `token` still holds it.
     async fn unlock(&self, session: &str, token: &LockToken) -> Result<(), MemoryError>;
 }

@@ -22,6 +22,7 @@ pub struct RedisMemory {
     ttl: Option<Duration>,
     add: Script,
     unlock: Script,
+    extend: Script,
 }
 
 fn unavailable(e: Error) -> MemoryError {
@@ -39,6 +40,7 @@ impl RedisMemory {
             ttl,
             add: Script::from_lua(include_str!("lua/add_items.lua")),
             unlock: Script::from_lua(include_str!("lua/unlock.lua")),
+            extend: Script::from_lua(include_str!("lua/extend_lock.lua")),
         }
     }
 
@@ -162,6 +164,24 @@ impl AgentMemory for RedisMemory {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    async fn extend_lock(
+        &self,
+        session: &str,
+        token: &LockToken,
+        ttl: Duration,
+    ) -> Result<bool, MemoryError> {
+        let ok: i64 = self
+            .extend
+            .evalsha_with_reload(
+                &self.client,
+                vec![format!("{}:lock", self.session_key(session))],
+                vec![token.0.clone(), ttl.as_millis().max(1).to_string()],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(ok == 1)
     }
 
     async fn unlock(&self, session: &str, token: &LockToken) -> Result<(), MemoryError> {

@@ -158,6 +158,11 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
+    async fn delete_value(&self, session: &SessionId, key: &str) -> Result<(), StoreError> {
+        self.values.remove(&(session.clone(), key.to_owned()));
+        Ok(())
+    }
+
     async fn get_value(
         &self,
         session: &SessionId,

@@ -90,6 +90,9 @@ pub trait SessionStore: Send + Sync + 'static {
         ttl: std::time::Duration,
     ) -> Result<(), StoreError>;
 
+    /// Removes `key` from `session`'s scope (nothing happens when it is absent).
+    async fn delete_value(&self, session: &SessionId, key: &str) -> Result<(), StoreError>;
+
     /// Reads `key` in `session`'s scope.
     async fn get_value(&self, session: &SessionId, key: &str)
     -> Result<Option<String>, StoreError>;

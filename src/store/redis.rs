@@ -229,6 +229,15 @@ impl SessionStore for RedisStore {
         Ok(())
     }
 
+    async fn delete_value(&self, session: &SessionId, key: &str) -> Result<(), StoreError> {
+        let _: i64 = self
+            .client
+            .del(self.value_key(session, key))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     async fn get_value(
         &self,
         session: &SessionId,

@@ -247,6 +247,7 @@ impl Tool for Supervisor {
                     .as_str()
                     .and_then(|a| serde_json::from_str(a).ok())
                     .unwrap_or(json!({}));
+                let call_args_for_trail = call_args.clone();
                 let output = match implementation(name) {
                     Some(t) if name != "getNextResponseFromSupervisor" => t
                         .call(ctx, call_args)
@@ -254,6 +255,16 @@ impl Tool for Supervisor {
                         .unwrap_or_else(|e| json!({"error": e.to_string()})),
                     _ => json!({"error": format!("unknown tool {name}")}),
                 };
+                if let Some(trail) = ctx.trail {
+                    trail.push(
+                        format!("supervisor function call: {name}"),
+                        call_args_for_trail,
+                    );
+                    trail.push(
+                        format!("supervisor function call result: {name}"),
+                        output.clone(),
+                    );
+                }
                 input.push(
                     json!({"type": "function_call", "call_id": call["call_id"], "name": name,
                                   "arguments": call["arguments"]}),

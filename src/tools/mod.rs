@@ -31,6 +31,30 @@ pub struct ToolContext<'a> {
     pub session_id: Option<&'a SessionId>,
     /// The caller's correlation id, if any.
     pub correlation_id: Option<&'a str>,
+    /// Where a tool records the steps it took (published with `tool.result`).
+    pub trail: Option<&'a Trail>,
+}
+
+/// Breadcrumbs a tool leaves while it runs (e.g. the supervisor's own tool calls).
+#[derive(Debug, Default)]
+pub struct Trail(std::sync::Mutex<Vec<proto_events::events::Breadcrumb>>);
+
+impl Trail {
+    /// Records one step.
+    pub fn push(&self, title: impl Into<String>, data: Value) {
+        self.0
+            .lock()
+            .expect("trail lock")
+            .push(proto_events::events::Breadcrumb {
+                title: title.into(),
+                data,
+            });
+    }
+
+    /// The steps so far, oldest first; leaves the trail empty.
+    pub fn take(&self) -> Vec<proto_events::events::Breadcrumb> {
+        std::mem::take(&mut *self.0.lock().expect("trail lock"))
+    }
 }
 
 /// A tool that ran but failed. Reported as `success: false`, never as an HTTP error.

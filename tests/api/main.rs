@@ -22,6 +22,7 @@ mod redis_mode;
 mod responses;
 mod scenario_files;
 mod scenarios;
+mod sdk_sessions;
 mod session2;
 mod sessions;
 mod tools;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod channel;
+pub mod model;
 pub mod redis;
 
 use std::time::Duration;
