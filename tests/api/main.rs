@@ -4,6 +4,7 @@
 mod support;
 
 mod agent;
+mod agent_interop;
 mod binary;
 mod broker_contract;
 mod channel;

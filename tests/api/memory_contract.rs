@@ -86,6 +86,31 @@ pub async fn the_lock_excludes_expires_and_fences(m: &dyn AgentMemory) {
     );
 }
 
+pub async fn a_renewed_lock_outlives_its_ttl_and_a_lost_one_is_not_renewed(m: &dyn AgentMemory) {
+    let s = "renew";
+    let ttl = Duration::from_millis(300);
+    let t = m.lock(s, ttl, Duration::ZERO).await.unwrap();
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(m.extend_lock(s, &t, ttl).await.unwrap());
+    }
+    // 600 ms after taking a 300 ms lock, it is still held.
+    assert!(matches!(
+        m.lock(s, ttl, Duration::ZERO).await,
+        Err(MemoryError::Busy)
+    ));
+    m.add_items(s, &[item("user", "kept")], Some(&t))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let other = m.lock(s, ttl, Duration::ZERO).await.unwrap();
+    assert!(
+        !m.extend_lock(s, &t, ttl).await.unwrap(),
+        "lost locks stay lost"
+    );
+    m.unlock(s, &other).await.unwrap();
+}
+
 pub async fn concurrent_turns_queue_instead_of_interleaving(m: Arc<dyn AgentMemory>) {
     let s = "turns";
     let mut turns = Vec::new();
@@ -128,6 +153,11 @@ macro_rules! memory_contract {
         async fn items_keep_order_and_limit_takes_the_latest() {
             let (m, _g) = $make.await;
             super::items_keep_order_and_limit_takes_the_latest(m.as_ref()).await
+        }
+        #[tokio::test]
+        async fn a_renewed_lock_outlives_its_ttl_and_a_lost_one_is_not_renewed() {
+            let (m, _g) = $make.await;
+            super::a_renewed_lock_outlives_its_ttl_and_a_lost_one_is_not_renewed(m.as_ref()).await
         }
         #[tokio::test]
         async fn pop_and_clear() {

@@ -10,7 +10,7 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::support::*;
 
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let p = std::env::var_os("SWITCHBOARD_TEST_PYTHON")
         .map(PathBuf::from)

@@ -24,16 +24,30 @@ fn text_of(item: &Value) -> String {
     }
 }
 
+/// A complete Responses API object around `output` (the Agents SDK parses it whole).
+fn response(output: Value) -> Value {
+    json!({
+        "id": "resp_fake", "object": "response", "created_at": 1_700_000_000u64,
+        "status": "completed", "model": "gpt-4.1-mini", "output": output,
+        "parallel_tool_calls": true, "tool_choice": "auto", "tools": [],
+        "usage": {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 0},
+                  "output_tokens": 2, "output_tokens_details": {"reasoning_tokens": 0},
+                  "total_tokens": 12}
+    })
+}
+
 fn message(text: &str) -> Value {
-    json!({"id": "resp_fake", "output": [{"id": "msg_fake", "type": "message", "role": "assistant", "status": "completed",
-        "content": [{"type": "output_text", "text": text, "annotations": []}]}],
-        "usage": {"input_tokens": 10, "output_tokens": 2, "total_tokens": 12}})
+    response(
+        json!([{"id": "msg_fake", "type": "message", "role": "assistant", "status": "completed",
+        "content": [{"type": "output_text", "text": text, "annotations": []}]}]),
+    )
 }
 
 fn call(name: &str, args: &str, n: usize) -> Value {
-    json!({"id": "resp_fake", "output": [{"id": format!("fc_{n}"), "type": "function_call", "status": "completed",
-        "call_id": format!("call_{n}"), "name": name, "arguments": args}],
-        "usage": {"input_tokens": 10, "output_tokens": 2, "total_tokens": 12}})
+    response(
+        json!([{"id": format!("fc_{n}"), "type": "function_call", "status": "completed",
+        "call_id": format!("call_{n}"), "name": name, "arguments": args}]),
+    )
 }
 
 /// What the fake answers to one request body.
