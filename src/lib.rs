@@ -11,7 +11,8 @@
 //! - [`telemetry`]: logging and request spans.
 //! - [`state`]: `AppState`, what handlers reach.
 //! - [`http`]: REST handlers, one file per resource.
-//! - [`agent`]: server-side agent turns (the tool loop over the Responses API).
+//! - [`agent`]: server-side agent turns (the tool loop over the Responses API) and
+//!   multi-turn agent sessions (`/api/sdk/session/*`: turn lock, handoffs, linked events).
 //! - [`auth`]: session tokens (HS256 JWT).
 //! - [`domain`]: validated identifier newtypes.
 //! - [`lifecycle`]: re-creating a lost session from its token.
