@@ -91,6 +91,8 @@ pub struct Config {
     pub position_check: Duration,
     /// Server-side agents and their memory.
     pub agents: AgentSettings,
+    /// Server-side realtime control (calls and the sideband).
+    pub realtime: RealtimeSettings,
 }
 
 impl Default for Config {
@@ -127,6 +129,7 @@ impl Default for Config {
             redis_prefix: "sb".to_owned(),
             position_check: Duration::from_secs(5),
             agents: AgentSettings::default(),
+            realtime: RealtimeSettings::default(),
         }
     }
 }
@@ -364,6 +367,7 @@ impl Config {
             redis_prefix,
             position_check,
             agents: AgentSettings::from_cli(&cli.agents)?,
+            realtime: RealtimeSettings::from_cli(&cli.realtime, env)?,
         };
         config.check_mode()?;
         Ok(config)
@@ -447,6 +451,8 @@ fn http_url(setting: &'static str, v: &str) -> Result<String, ConfigError> {
 
 mod agents;
 mod cli;
+mod realtime;
 pub use agents::{AgentSettings, MAX_ITERATIONS};
+pub use realtime::{RealtimeSettings, Steer};
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,7 @@
 //! - [`scenario`]: scenario files, validation, registry and JSON views.
 //! - [`store`]: `SessionStore` trait and the in-memory store.
 //! - [`broker`]: `Broker` trait (per-session histories) and the in-memory broker.
+//! - [`realtime`]: server-side realtime control: call setup, the sideband, leases, control.
 //! - [`memory`]: server-side agent memory (Agents SDK `Session` semantics and Redis layout).
 //! - [`moderation`]: local rules, PII redaction, upstream and brand checks.
 //! - [`orchestrator`]: which agent should be in charge (local scorer, LLM classifier).
@@ -37,6 +38,7 @@ pub mod lifecycle;
 pub mod memory;
 pub mod moderation;
 pub mod orchestrator;
+pub mod realtime;
 pub mod scenario;
 pub mod startup;
 pub mod state;

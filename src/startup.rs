@@ -28,6 +28,9 @@ use crate::error::{json_error_layer, not_found_fallback, panic_response};
 use crate::memory::AgentMemory;
 use crate::memory::local::InMemory;
 use crate::memory::redis::RedisMemory;
+use crate::realtime::Calls;
+use crate::realtime::bus::Bus;
+use crate::realtime::lease::{MemoryLeases, RedisLeases};
 use crate::scenario::ScenarioRegistry;
 use crate::state::{AppState, Inner};
 use crate::store::SessionStore;
@@ -62,15 +65,15 @@ impl Application {
             UpstreamClient::from_config(&config).context("building the upstream client")?;
         let hub = Hub::new(config.conn_queue);
         let agents = &config.agents;
-        let (broker, store, memory): (
-            Arc<dyn Broker>,
-            Arc<dyn SessionStore>,
-            Arc<dyn AgentMemory>,
-        ) = match &config.redis_url {
+        let instance_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let local_calls = Arc::new(dashmap::DashMap::new());
+        let (broker, store, memory, calls) = match &config.redis_url {
             None => (
-                MemoryBroker::new(hub.clone(), config.history_size, config.history_ttl),
-                MemoryStore::new(config.session_ttl),
-                Arc::new(InMemory::new(agents.memory_max_items)),
+                MemoryBroker::new(hub.clone(), config.history_size, config.history_ttl)
+                    as Arc<dyn Broker>,
+                MemoryStore::new(config.session_ttl) as Arc<dyn SessionStore>,
+                Arc::new(InMemory::new(agents.memory_max_items)) as Arc<dyn AgentMemory>,
+                Calls::new(Arc::new(MemoryLeases::default()), local_calls, None),
             ),
             Some(url) => {
                 let clients = RedisClients::connect(url)
@@ -95,13 +98,29 @@ impl Application {
                     agents.memory_max_items,
                     Some(agents.memory_ttl),
                 );
-                (broker, Arc::new(store), Arc::new(memory))
+                let bus = Bus::start(
+                    clients.client.clone(),
+                    clients.control.clone(),
+                    &config.redis_prefix,
+                    &instance_id,
+                    local_calls.clone(),
+                )
+                .await
+                .context("subscribing the control channel")?;
+                let leases = RedisLeases::new(clients.client.clone(), &config.redis_prefix);
+                (
+                    broker as Arc<dyn Broker>,
+                    Arc::new(store) as Arc<dyn SessionStore>,
+                    Arc::new(memory) as Arc<dyn AgentMemory>,
+                    Calls::new(Arc::new(leases), local_calls, Some(bus)),
+                )
             }
         };
         let state = AppState::new(Inner {
             store,
             broker,
             memory,
+            calls: Arc::new(calls),
             hub,
             scenarios,
             tools,
@@ -112,10 +131,11 @@ impl Application {
             ),
             upstream,
             tokens,
-            instance_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
+            instance_id,
             started: Instant::now(),
             config,
         });
+        crate::realtime::sideband::spawn_janitor(state.clone());
         let listener = TcpListener::bind(state.config.bind)
             .await
             .with_context(|| format!("binding {}", state.config.bind))?;

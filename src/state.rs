@@ -33,6 +33,8 @@ pub struct Inner {
     pub broker: Arc<dyn Broker>,
     /// Server-side agent memory.
     pub memory: Arc<dyn crate::memory::AgentMemory>,
+    /// Realtime calls and their sidebands.
+    pub calls: Arc<crate::realtime::Calls>,
     /// This instance's connections.
     pub hub: Arc<crate::ws::hub::Hub>,
     /// Upstream client; `None` when offline.

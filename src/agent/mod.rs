@@ -126,7 +126,7 @@ pub async fn run_turn(
             } else {
                 let call_id = call["call_id"].as_str().unwrap_or_default();
                 let report = run_tool(
-                    upstream,
+                    Some(upstream),
                     registry,
                     call_id,
                     &name,
@@ -162,8 +162,8 @@ pub async fn run_turn(
 
 /// Runs one tool call; every failure becomes a `success: false` report (and the model
 /// sees `{"error": ...}` as the call's output).
-async fn run_tool(
-    upstream: &UpstreamClient,
+pub async fn run_tool(
+    upstream: Option<&UpstreamClient>,
     registry: &ToolRegistry,
     call_id: &str,
     name: &str,
@@ -194,7 +194,7 @@ async fn run_tool(
                 )),
                 Ok(()) => {
                     let ctx = ToolContext {
-                        upstream: Some(upstream),
+                        upstream,
                         session_id: None,
                         correlation_id: Some(call_id),
                         trail: Some(&trail),

@@ -16,6 +16,8 @@ pub struct RedisClients {
     pub client: Client,
     /// Pub/sub.
     pub subscriber: SubscriberClient,
+    /// Pub/sub for control commands between instances.
+    pub control: SubscriberClient,
 }
 
 impl RedisClients {
@@ -41,8 +43,10 @@ impl RedisClients {
         };
         let client = builder().build().map_err(err)?;
         let subscriber = builder().build_subscriber_client().map_err(err)?;
+        let control = builder().build_subscriber_client().map_err(err)?;
         tokio::time::timeout(Duration::from_secs(10), async {
             client.init().await?;
+            control.init().await?;
             subscriber.init().await
         })
         .await
@@ -53,7 +57,11 @@ impl RedisClients {
             ))
         })?
         .map_err(err)?;
-        Ok(Self { client, subscriber })
+        Ok(Self {
+            client,
+            subscriber,
+            control,
+        })
     }
 }
 

@@ -111,4 +111,7 @@ pub struct Cli {
     /// Server-side agents and their memory.
     #[command(flatten)]
     pub agents: super::agents::AgentCli,
+    /// Server-side realtime control.
+    #[command(flatten)]
+    pub realtime: super::realtime::RealtimeCli,
 }

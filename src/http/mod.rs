@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod batch;
+pub mod calls;
 pub mod context;
 pub mod events;
 pub mod health;
@@ -36,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .merge(orchestrate::router())
         .merge(agent::router())
         .merge(sdk::router())
+        .merge(calls::router())
         .merge(events::router())
         .merge(batch::router())
         .merge(openapi::router())

@@ -25,6 +25,7 @@ use crate::state::AppState;
         super::agent::run,
         super::sdk::create, super::sdk::message, super::sdk::transcript, super::sdk::clear,
         super::sdk::pop,
+        super::calls::create_call, super::calls::hangup, super::calls::control,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&SessionToken),

@@ -79,6 +79,19 @@ impl UpstreamError {
     }
 }
 
+/// A request body.
+#[derive(Clone, Copy)]
+enum Body<'a> {
+    Json(&'a Value),
+    Call { sdp: &'a str, session: &'a Value },
+}
+
+impl<'a> From<&'a Value> for Body<'a> {
+    fn from(v: &'a Value) -> Self {
+        Body::Json(v)
+    }
+}
+
 /// OpenAI-compatible client.
 pub struct UpstreamClient {
     http: reqwest::Client,
@@ -127,24 +140,49 @@ impl UpstreamClient {
         self.send(&self.stream_http, path, body).await
     }
 
+    /// Creates a realtime call (`POST /realtime/calls`, multipart `sdp` + `session`);
+    /// returns the upstream's `Location` and the answer SDP.
+    pub async fn create_call(
+        &self,
+        sdp: &str,
+        session: &Value,
+    ) -> Result<(String, String), UpstreamError> {
+        let resp = self
+            .send(&self.http, "realtime/calls", Body::Call { sdp, session })
+            .await?;
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let answer = resp.text().await.map_err(|e| self.map_reqwest(e))?;
+        Ok((location, answer))
+    }
+
     async fn send(
         &self,
         client: &reqwest::Client,
         path: &str,
-        body: &Value,
+        body: impl Into<Body<'_>>,
     ) -> Result<reqwest::Response, UpstreamError> {
+        let body = body.into();
         let url = format!("{}/{}", self.base_url, path.trim_start_matches('/'));
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.key.expose_secret()))
             .map_err(|_| UpstreamError::Transport("the API key is not a valid header".into()))?;
         auth.set_sensitive(true);
         let mut attempt = 0;
         loop {
-            let result = client
-                .post(&url)
-                .header(AUTHORIZATION, auth.clone())
-                .json(body)
-                .send()
-                .await;
+            let rb = client.post(&url).header(AUTHORIZATION, auth.clone());
+            let rb = match body {
+                Body::Json(v) => rb.json(v),
+                Body::Call { sdp, session } => rb.multipart(
+                    reqwest::multipart::Form::new()
+                        .text("sdp", sdp.to_owned())
+                        .text("session", session.to_string()),
+                ),
+            };
+            let result = rb.send().await;
             let (err, retry_after) = match result {
                 Ok(resp) if resp.status().is_success() => return Ok(resp),
                 Ok(resp) => {

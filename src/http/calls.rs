@@ -1,0 +1,357 @@
+//! Unified call setup and control (DESIGN.md §8):
+//! - `POST /api/realtime/calls?session_id=S`: the browser's SDP offer in (`application/sdp`,
+//!   or JSON `{sdp, root_agent?}`), the upstream's SDP answer out (`201`, our `Location`);
+//!   this instance takes the call's lease and attaches the sideband; `call.started` is
+//!   published.
+//! - `POST /api/realtime/calls/{call_id}/hangup`: ends the call (session token).
+//! - `POST /api/sessions/{id}/control`: switch agent, say, update instructions, hang up;
+//!   executed by the call's owner wherever it runs.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+
+use super::sessions::authorize;
+use crate::auth::{TokenError, bearer, is_api_key};
+use crate::broker::publish_event;
+use crate::domain::SessionId;
+use crate::error::{ApiError, Json, Path, Query};
+use crate::realtime::ControlError;
+use crate::realtime::handler::Command;
+use crate::scenario::view::agent_view;
+use crate::state::AppState;
+use crate::upstream::UpstreamError;
+use crate::upstream::realtime::session_config;
+use proto_events::events::{AgentSwitch, CallEnded, CallStarted};
+
+/// `?session_id=`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct CallQuery {
+    /// The session the call belongs to.
+    pub session_id: String,
+}
+
+/// JSON form of the offer.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CallRequest {
+    /// The browser's SDP offer.
+    pub sdp: String,
+    /// Start with this agent (validated like `session2`).
+    pub root_agent: Option<String>,
+}
+
+/// A control command's outcome.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ControlAck {
+    /// Always true.
+    pub ok: bool,
+    /// The instance that applied it.
+    pub applied_by: String,
+}
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/realtime/calls", post(create_call))
+        .route("/api/realtime/calls/{call_id}/hangup", post(hangup))
+        .route("/api/sessions/{id}/control", post(control))
+}
+
+fn invalid_sdp(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request("invalid_sdp", message)
+}
+
+/// Creates a call from the browser's SDP offer.
+#[utoipa::path(post, path = "/api/realtime/calls", tag = "realtime", params(CallQuery),
+    request_body(content = String, content_type = "application/sdp"),
+    security(("session_token" = [])),
+    responses((status = 201, content_type = "application/sdp", body = String), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 502, body = crate::error::ErrorBody),
+        (status = 503, body = crate::error::ErrorBody), (status = 504, body = crate::error::ErrorBody)))]
+pub async fn create_call(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<CallQuery>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (sid, claims) = authorize(&state, &headers, &q.session_id)?;
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let (sdp, root) = if ct.starts_with("application/json") {
+        let r: CallRequest = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                e.to_string(),
+            )
+        })?;
+        (r.sdp, r.root_agent)
+    } else {
+        (
+            String::from_utf8(body.to_vec())
+                .map_err(|_| invalid_sdp("the SDP offer is not UTF-8"))?,
+            None,
+        )
+    };
+    if !sdp.trim_start().starts_with("v=") {
+        return Err(invalid_sdp(
+            "the body is not an SDP offer (it must start with `v=`)",
+        ));
+    }
+    let upstream = state.upstream()?;
+    let (mut s, _) = crate::lifecycle::ensure_session(&state, &sid, &claims).await?;
+    let scenario = state
+        .scenarios
+        .resolve(s.scenario_id.as_str())
+        .ok_or_else(|| super::scenarios::unknown_scenario(&state, s.scenario_id.as_str(), false))?;
+    if let Some(r) = root.as_deref() {
+        let agent = super::session2::pick_root(&scenario, Some(r))?;
+        if agent.name != s.active_agent
+            && state
+                .store
+                .cas_active_agent(&sid, s.active_agent.as_str(), agent.name.as_str())
+                .await?
+        {
+            let data = AgentSwitch {
+                from: s.active_agent.to_string(),
+                to: agent.name.to_string(),
+                reason: "root_agent of the call".into(),
+                confidence: 1.0,
+                source: "client".into(),
+            };
+            publish_event(state.broker.as_ref(), &sid, "agent.switch", &data, None).await?;
+            s.active_agent = agent.name.clone();
+        }
+    }
+    let agent = scenario.agent(s.active_agent.as_str()).unwrap_or_else(|| {
+        scenario
+            .agent(scenario.default_root.as_str())
+            .expect("validated: default root exists")
+    });
+    let view = agent_view(&scenario, agent, s.context.as_deref());
+    let mut session = session_config(&state.config, Some(&view.voice), Some(&view.instructions));
+    session["tools"] = json!(view.tools);
+    session["tool_choice"] = json!("auto");
+    let (location, answer) = upstream
+        .create_call(&sdp, &session)
+        .await
+        .map_err(|e| match e {
+            UpstreamError::Status {
+                status: status @ 400..=499,
+                message,
+            } if status != 401 && status != 429 => {
+                invalid_sdp(format!("the upstream refused the offer: {message}"))
+            }
+            other => other.into(),
+        })?;
+    let call_id = location.rsplit('/').next().unwrap_or_default().to_owned();
+    let call_ok = !call_id.is_empty()
+        && call_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !call_ok {
+        return Err(UpstreamError::InvalidBody(format!(
+            "no usable call id in Location {location:?}"
+        ))
+        .into());
+    }
+    state.calls.leases.register(&sid, &call_id).await?;
+    publish_event(
+        state.broker.as_ref(),
+        &sid,
+        "call.started",
+        &CallStarted {
+            call_id: call_id.clone(),
+            agent: agent.name.to_string(),
+        },
+        None,
+    )
+    .await?;
+    match state
+        .calls
+        .leases
+        .acquire(&sid, &state.instance_id, state.config.realtime.lease_ttl)
+        .await
+    {
+        Ok(Some(lease)) => {
+            crate::realtime::sideband::spawn(state.clone(), sid.clone(), call_id.clone(), lease)
+        }
+        Ok(None) => {}
+        // The janitor of some instance adopts it once the lease store answers again.
+        Err(e) => tracing::warn!(error = %e, call_id, "could not take the call's lease now"),
+    }
+    Ok((
+        StatusCode::CREATED,
+        [
+            (header::CONTENT_TYPE, "application/sdp".to_owned()),
+            (header::LOCATION, format!("/api/realtime/calls/{call_id}")),
+        ],
+        answer,
+    )
+        .into_response())
+}
+
+/// Ends a call.
+#[utoipa::path(post, path = "/api/realtime/calls/{call_id}/hangup", tag = "realtime",
+    params(("call_id" = String, Path, description = "Call id")), security(("session_token" = [])),
+    responses((status = 200, body = ControlAck), (status = 401, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn hangup(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(call_id): Path<String>,
+) -> Result<Json<ControlAck>, ApiError> {
+    let token = bearer(&headers).ok_or(TokenError::Missing)?;
+    let claims = state.tokens.verify_any(token)?;
+    let sid: SessionId = claims.sid.parse().map_err(|_| TokenError::Invalid)?;
+    if state.calls.leases.call_of(&sid).await?.as_deref() != Some(call_id.as_str()) {
+        return Err(ApiError::not_found(
+            "unknown_call",
+            format!("call {call_id} is not a live call of this session"),
+        ));
+    }
+    let by = match state
+        .calls
+        .control(
+            &state.instance_id,
+            &sid,
+            Command::Hangup,
+            state.config.realtime.control_timeout,
+        )
+        .await
+    {
+        Ok(by) => by,
+        // Nobody holds the call (its owner died): end it here.
+        Err(ControlError::Unreachable) => {
+            if let Some(up) = &state.upstream
+                && let Err(e) = up
+                    .post_json(&format!("realtime/calls/{call_id}/hangup"), &json!({}))
+                    .await
+            {
+                tracing::warn!(error = %e, call_id, "upstream hangup failed");
+            }
+            let data = CallEnded {
+                call_id: call_id.clone(),
+                reason: "hangup".into(),
+            };
+            publish_event(state.broker.as_ref(), &sid, "call.ended", &data, None).await?;
+            state.calls.leases.unregister(&sid).await?;
+            state.instance_id.clone()
+        }
+        Err(e) => return Err(control_error(e)),
+    };
+    Ok(Json(ControlAck {
+        ok: true,
+        applied_by: by,
+    }))
+}
+
+fn control_error(e: ControlError) -> ApiError {
+    match e {
+        ControlError::NoCall => ApiError::new(
+            StatusCode::CONFLICT,
+            "no_active_call",
+            "the session has no live call",
+        ),
+        ControlError::Unreachable => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "owner_unreachable",
+            "the instance holding the call did not acknowledge in time; retry shortly",
+        )
+        .with_retry_after(1),
+        ControlError::Rejected(m) => ApiError::bad_request("control_rejected", m),
+        ControlError::Store(e) => e.into(),
+    }
+}
+
+/// Sends a command to the session's live call.
+#[utoipa::path(post, path = "/api/sessions/{id}/control", tag = "realtime", request_body = Command,
+    params(("id" = String, Path, description = "Session id")),
+    security(("server_api_key" = []), ("session_token" = [])),
+    responses((status = 200, body = ControlAck), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody), (status = 504, body = crate::error::ErrorBody)))]
+pub async fn control(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(mut cmd): Json<Command>,
+) -> Result<Json<ControlAck>, ApiError> {
+    let server = bearer(&headers).is_some_and(|t| is_api_key(&state.config, t));
+    let sid: SessionId = if server {
+        id.parse().map_err(|e: crate::domain::InvalidId| {
+            ApiError::bad_request("invalid_session_id", e.to_string())
+        })?
+    } else {
+        authorize(&state, &headers, &id)?.0
+    };
+    let s = state.store.get(&sid).await?.ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_session",
+            format!("session {sid} does not exist or has expired"),
+        )
+    })?;
+    match &mut cmd {
+        Command::SwitchAgent { agent, source } => {
+            let scenario = state.scenarios.resolve(s.scenario_id.as_str());
+            let known = scenario
+                .as_ref()
+                .is_some_and(|sc| sc.agent(agent).is_some());
+            if !known {
+                return Err(ApiError::bad_request(
+                    "unknown_agent",
+                    format!("agent {agent:?} is not in scenario {}", s.scenario_id),
+                ));
+            }
+            let reachable = scenario
+                .as_ref()
+                .and_then(|sc| sc.agent(s.active_agent.as_str()))
+                .is_some_and(|a| a.handoffs.iter().any(|h| h.as_str() == agent));
+            if !server && !reachable {
+                return Err(forbidden(format!(
+                    "with a session token, switch only to an agent the active agent {} hands off to",
+                    s.active_agent
+                )));
+            }
+            *source = if server { "server" } else { "client" }.to_owned();
+        }
+        Command::Hangup => {}
+        _ if !server => return Err(forbidden("this action needs the server API key".into())),
+        Command::Say { text } | Command::UpdateInstructions { instructions: text }
+            if text.trim().is_empty() =>
+        {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "the text must not be blank",
+            ));
+        }
+        _ => {}
+    }
+    let by = state
+        .calls
+        .control(
+            &state.instance_id,
+            &sid,
+            cmd,
+            state.config.realtime.control_timeout,
+        )
+        .await
+        .map_err(control_error)?;
+    Ok(Json(ControlAck {
+        ok: true,
+        applied_by: by,
+    }))
+}
+
+fn forbidden(message: String) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+}

@@ -1,0 +1,161 @@
+//! Routing control commands to a call's owner across instances (Redis mode). Every instance
+//! subscribes to `sb:ctl:<its instance id>`; a command is published to the owner's channel
+//! with a request id, and the owner answers on the sender's channel once it applied it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use fred::clients::SubscriberClient;
+use fred::prelude::*;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use super::handler::Command;
+use super::sideband::Envelope;
+use crate::domain::SessionId;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Wire {
+    Cmd {
+        req: String,
+        from: String,
+        sid: SessionId,
+        cmd: Command,
+    },
+    Ack {
+        req: String,
+        by: String,
+        error: Option<String>,
+    },
+}
+
+/// Why a routed command did not complete.
+#[derive(Debug)]
+pub enum RouteError {
+    /// Nobody answered in time (or nobody listens on the owner's channel).
+    Unreachable,
+    /// The owner refused it.
+    Rejected(String),
+}
+
+/// The control bus of one instance.
+pub struct Bus {
+    client: Client,
+    prefix: String,
+    me: String,
+    pending: Arc<DashMap<String, oneshot::Sender<Result<String, String>>>>,
+}
+
+impl Bus {
+    /// Subscribes to this instance's channel and serves commands for the calls in `local`.
+    pub async fn start(
+        client: Client,
+        subscriber: SubscriberClient,
+        prefix: &str,
+        me: &str,
+        local: Arc<DashMap<SessionId, mpsc::Sender<Envelope>>>,
+    ) -> Result<Self, Error> {
+        let channel = format!("{prefix}:ctl:{me}");
+        subscriber.subscribe(channel.clone()).await?;
+        let pending: Arc<DashMap<String, oneshot::Sender<Result<String, String>>>> = Arc::default();
+        let bus = Self {
+            client: client.clone(),
+            prefix: prefix.to_owned(),
+            me: me.to_owned(),
+            pending: pending.clone(),
+        };
+        let mut reconnects = subscriber.reconnect_rx();
+        let resub = subscriber.clone();
+        let ch = channel.clone();
+        tokio::spawn(async move {
+            while reconnects.recv().await.is_ok() {
+                if let Err(e) = resub.subscribe(ch.clone()).await {
+                    tracing::warn!(error = %e, "re-subscribing the control channel failed");
+                }
+            }
+        });
+        let mut messages = subscriber.message_rx();
+        let (prefix, me) = (prefix.to_owned(), me.to_owned());
+        tokio::spawn(async move {
+            let _keep = subscriber;
+            while let Ok(msg) = messages.recv().await {
+                let Some(text) = msg.value.as_string() else {
+                    continue;
+                };
+                match serde_json::from_str::<Wire>(&text) {
+                    Ok(Wire::Ack { req, by, error }) => {
+                        if let Some((_, tx)) = pending.remove(&req) {
+                            let _ = tx.send(error.map_or(Ok(by), Err));
+                        }
+                    }
+                    Ok(Wire::Cmd {
+                        req,
+                        from,
+                        sid,
+                        cmd,
+                    }) => {
+                        let (client, local, prefix, me) =
+                            (client.clone(), local.clone(), prefix.clone(), me.clone());
+                        tokio::spawn(async move {
+                            let error = match local.get(&sid).map(|t| t.clone()) {
+                                None => Some("not_owner".to_owned()),
+                                Some(tx) => {
+                                    let (rtx, rrx) = oneshot::channel();
+                                    if tx.send((cmd, rtx)).await.is_err() {
+                                        Some("not_owner".to_owned())
+                                    } else {
+                                        rrx.await.unwrap_or_else(|_| Err("not_owner".into())).err()
+                                    }
+                                }
+                            };
+                            let ack = Wire::Ack { req, by: me, error };
+                            let body = serde_json::to_string(&ack).expect("acks serialize");
+                            let _: Result<i64, _> =
+                                client.publish(format!("{prefix}:ctl:{from}"), body).await;
+                        });
+                    }
+                    Err(e) => tracing::warn!(error = %e, "malformed control message"),
+                }
+            }
+        });
+        Ok(bus)
+    }
+
+    /// Sends `cmd` for `sid` to instance `owner`; returns the instance that applied it.
+    pub async fn request(
+        &self,
+        owner: &str,
+        sid: &SessionId,
+        cmd: Command,
+        timeout: Duration,
+    ) -> Result<String, RouteError> {
+        let req = uuid::Uuid::new_v4().simple().to_string();
+        let (tx, rx) = oneshot::channel();
+        self.pending.insert(req.clone(), tx);
+        let wire = Wire::Cmd {
+            req: req.clone(),
+            from: self.me.clone(),
+            sid: sid.clone(),
+            cmd,
+        };
+        let body = serde_json::to_string(&wire).expect("commands serialize");
+        let receivers: Result<i64, _> = self
+            .client
+            .publish(format!("{}:ctl:{owner}", self.prefix), body)
+            .await;
+        if !matches!(receivers, Ok(n) if n > 0) {
+            self.pending.remove(&req);
+            return Err(RouteError::Unreachable);
+        }
+        let out = tokio::time::timeout(timeout, rx).await;
+        self.pending.remove(&req);
+        match out {
+            Ok(Ok(Ok(by))) => Ok(by),
+            Ok(Ok(Err(e))) if e == "not_owner" => Err(RouteError::Unreachable),
+            Ok(Ok(Err(e))) => Err(RouteError::Rejected(e)),
+            _ => Err(RouteError::Unreachable),
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Server-side realtime control (DESIGN.md §8): unified call setup, one sideband per call
+//! held by exactly one instance (a lease with a fencing token), a janitor that adopts calls
+//! whose owner died, and control commands routed to the owner.
+//!
+//! - [`lease`]: the lease and the call index (memory and Redis).
+//! - [`sideband`]: the per-call WebSocket task, lease renewal, and the janitor.
+//! - [`handler`]: what the sideband does with server events and commands.
+//! - [`bus`]: command routing between instances (Redis pub/sub).
+
+pub mod bus;
+pub mod handler;
+pub mod lease;
+pub mod sideband;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::domain::SessionId;
+use crate::store::StoreError;
+use handler::Command;
+use lease::CallLeases;
+use sideband::Envelope;
+
+/// Why a control command did not complete.
+#[derive(Debug)]
+pub enum ControlError {
+    /// The session has no live call.
+    NoCall,
+    /// The owner did not acknowledge in time.
+    Unreachable,
+    /// The owner refused it (e.g. an unknown agent).
+    Rejected(String),
+    /// The lease store failed.
+    Store(StoreError),
+}
+
+/// This instance's view of calls.
+pub struct Calls {
+    /// Leases and the call index.
+    pub leases: Arc<dyn CallLeases>,
+    /// Calls whose sideband runs here.
+    pub local: Arc<DashMap<SessionId, mpsc::Sender<Envelope>>>,
+    bus: Option<bus::Bus>,
+}
+
+impl Calls {
+    /// Calls on `leases`, with `bus` for routing in Redis mode.
+    pub fn new(
+        leases: Arc<dyn CallLeases>,
+        local: Arc<DashMap<SessionId, mpsc::Sender<Envelope>>>,
+        bus: Option<bus::Bus>,
+    ) -> Self {
+        Self { leases, local, bus }
+    }
+
+    /// Has the owner of `sid`'s call apply `cmd`; returns the instance that applied it.
+    pub async fn control(
+        &self,
+        me: &str,
+        sid: &SessionId,
+        cmd: Command,
+        timeout: Duration,
+    ) -> Result<String, ControlError> {
+        if self
+            .leases
+            .call_of(sid)
+            .await
+            .map_err(ControlError::Store)?
+            .is_none()
+        {
+            return Err(ControlError::NoCall);
+        }
+        if let Some(tx) = self.local.get(sid).map(|t| t.clone()) {
+            let (rtx, rrx) = oneshot::channel();
+            tx.send((cmd, rtx))
+                .await
+                .map_err(|_| ControlError::Unreachable)?;
+            return match tokio::time::timeout(timeout, rrx).await {
+                Ok(Ok(Ok(()))) => Ok(me.to_owned()),
+                Ok(Ok(Err(e))) => Err(ControlError::Rejected(e)),
+                _ => Err(ControlError::Unreachable),
+            };
+        }
+        let holder = self.leases.holder(sid).await.map_err(ControlError::Store)?;
+        match (holder, &self.bus) {
+            (Some(l), Some(bus)) if l.owner != me => bus
+                .request(&l.owner, sid, cmd, timeout)
+                .await
+                .map_err(|e| match e {
+                    bus::RouteError::Unreachable => ControlError::Unreachable,
+                    bus::RouteError::Rejected(m) => ControlError::Rejected(m),
+                }),
+            _ => Err(ControlError::Unreachable),
+        }
+    }
+}

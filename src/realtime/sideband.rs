@@ -1,0 +1,218 @@
+//! The sideband: one task per held call, attached to the call's Realtime WebSocket with the
+//! standard key, in one `select!` loop over the upstream socket, control commands, and the
+//! lease. The lease is renewed by its own task every third of its TTL; a renewal that fails
+//! (lost, or Redis unreachable for longer than a third of the TTL) stops the sideband before
+//! any other instance may take over. A dropped socket is re-attached with backoff from
+//! 100 ms; an upstream that no longer knows the call (HTTP 404 on attach) ends it.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use super::handler::{Call, Command};
+use super::lease::Lease;
+use crate::domain::SessionId;
+use crate::state::AppState;
+
+/// A command and where to send its outcome.
+pub type Envelope = (Command, oneshot::Sender<Result<(), String>>);
+
+enum Attach {
+    Ws(
+        Box<
+            tokio_tungstenite::WebSocketStream<
+                tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+            >,
+        >,
+    ),
+    Gone,
+    Retry(String),
+}
+
+async fn attach(state: &AppState, call_id: &str) -> Attach {
+    let Some(key) = state.config.openai_api_key.as_ref() else {
+        return Attach::Gone;
+    };
+    let url = format!("{}?call_id={call_id}", state.config.realtime.ws_url);
+    let mut req = match url.into_client_request() {
+        Ok(r) => r,
+        Err(e) => return Attach::Retry(e.to_string()),
+    };
+    use secrecy::ExposeSecret;
+    let auth = format!("Bearer {}", key.expose_secret());
+    match auth.parse() {
+        Ok(v) => {
+            req.headers_mut().insert("authorization", v);
+        }
+        Err(_) => return Attach::Gone,
+    }
+    match tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::connect_async(req),
+    )
+    .await
+    {
+        Ok(Ok((ws, _))) => Attach::Ws(Box::new(ws)),
+        Ok(Err(tungstenite::Error::Http(resp))) if resp.status() == 404 => Attach::Gone,
+        Ok(Err(e)) => Attach::Retry(e.to_string()),
+        Err(_) => Attach::Retry("attach timed out".into()),
+    }
+}
+
+/// Renews `lease` until it is lost; flips `lost` then.
+fn spawn_renewal(
+    state: AppState,
+    sid: SessionId,
+    lease: Lease,
+    lost: watch::Sender<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let ttl = state.config.realtime.lease_ttl;
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(ttl / 3).await;
+            let renewed =
+                tokio::time::timeout(ttl / 3, state.calls.leases.renew(&sid, &lease, ttl)).await;
+            match renewed {
+                Ok(Ok(true)) => {}
+                other => {
+                    tracing::warn!(session_id = %sid, outcome = ?other.map(|r| r.map_err(|e| e.to_string())), "call lease lost; stopping the sideband");
+                    let _ = lost.send(true);
+                    return;
+                }
+            }
+        }
+    })
+}
+
+/// Starts the sideband for a call whose lease this instance holds.
+pub fn spawn(state: AppState, sid: SessionId, call_id: String, lease: Lease) {
+    let (tx, rx) = mpsc::channel::<Envelope>(16);
+    state.calls.local.insert(sid.clone(), tx);
+    tokio::spawn(run(state, sid, call_id, lease, rx));
+}
+
+async fn run(
+    state: AppState,
+    sid: SessionId,
+    call_id: String,
+    lease: Lease,
+    mut rx: mpsc::Receiver<Envelope>,
+) {
+    let (lost_tx, mut lost) = watch::channel(false);
+    let renewal = spawn_renewal(state.clone(), sid.clone(), lease.clone(), lost_tx);
+    let mut call = Call::new(state.clone(), sid.clone(), call_id.clone());
+    let mut backoff = Duration::from_millis(100);
+    tracing::info!(session_id = %sid, call_id, fence = lease.fence, "sideband holding the call");
+    'attach: while !call.ended && !*lost.borrow() {
+        let ws = match attach(&state, &call_id).await {
+            Attach::Ws(ws) => {
+                backoff = Duration::from_millis(100);
+                ws
+            }
+            Attach::Gone => {
+                call.end("upstream_gone").await;
+                break;
+            }
+            Attach::Retry(e) => {
+                tracing::warn!(call_id, error = %e, retry_in = ?backoff, "sideband attach failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = lost.changed() => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        let (mut sink, mut stream) = ws.split();
+        loop {
+            let out = tokio::select! {
+                _ = lost.changed() => break 'attach,
+                msg = stream.next() => match msg {
+                    Some(Ok(Message::Text(t))) => match serde_json::from_str(t.as_str()) {
+                        Ok(ev) => call.on_event(&ev).await,
+                        Err(_) => vec![],
+                    },
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                        tracing::info!(call_id, "sideband socket closed; re-attaching");
+                        continue 'attach;
+                    }
+                    Some(Ok(_)) => vec![],
+                },
+                cmd = rx.recv() => match cmd {
+                    Some((cmd, reply)) => match call.on_command(cmd).await {
+                        Ok(out) => { let _ = reply.send(Ok(())); out }
+                        Err(e) => { let _ = reply.send(Err(e)); vec![] }
+                    },
+                    None => break 'attach,
+                },
+            };
+            if *lost.borrow() {
+                break 'attach; // never act after the lease is gone
+            }
+            for ev in out {
+                if sink.send(Message::text(ev.to_string())).await.is_err() {
+                    continue 'attach;
+                }
+            }
+            if call.ended {
+                let _ = sink.close().await;
+                break 'attach;
+            }
+        }
+    }
+    renewal.abort();
+    state.calls.local.remove(&sid);
+    if !*lost.borrow()
+        && let Err(e) = state.calls.leases.release(&sid, &lease).await
+    {
+        tracing::warn!(error = %e, "releasing a call lease failed; it expires by itself");
+    }
+    tracing::info!(session_id = %sid, call_id, ended = call.ended, "sideband stopped");
+}
+
+/// Adopts orphaned calls (no live lease) every half lease TTL, on every instance.
+pub fn spawn_janitor(state: AppState) {
+    tokio::spawn(async move {
+        let period = state.config.realtime.lease_ttl / 2;
+        loop {
+            tokio::time::sleep(period).await;
+            adopt_orphans(&state).await;
+        }
+    });
+}
+
+/// One janitor pass.
+pub async fn adopt_orphans(state: &AppState) {
+    let calls = match state.calls.leases.calls().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(error = %e, "janitor cannot list calls");
+            return;
+        }
+    };
+    for (sid, call_id) in calls {
+        if state.calls.local.contains_key(&sid) {
+            continue;
+        }
+        match state.store.get(&sid).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                let _ = state.calls.leases.unregister(&sid).await; // the session expired
+                continue;
+            }
+            Err(_) => continue,
+        }
+        if let Ok(Some(lease)) = state
+            .calls
+            .leases
+            .acquire(&sid, &state.instance_id, state.config.realtime.lease_ttl)
+            .await
+        {
+            tracing::info!(session_id = %sid, call_id, "adopting an orphaned call");
+            spawn(state.clone(), sid, call_id, lease);
+        }
+    }
+}
