@@ -18,6 +18,7 @@ mod moderation;
 mod openapi;
 mod orchestrate;
 mod python_sdk;
+mod realtime_calls;
 mod redis_faults;
 mod redis_mode;
 mod responses;

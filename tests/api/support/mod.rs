@@ -5,6 +5,7 @@
 
 pub mod channel;
 pub mod model;
+pub mod realtime;
 pub mod redis;
 
 use std::time::Duration;
