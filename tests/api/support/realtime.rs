@@ -46,6 +46,7 @@ impl FakeRealtime {
                 let f = f.clone();
                 tokio::spawn(async move {
                     let attaches = f.attaches.clone();
+                    #[allow(clippy::result_large_err)] // the callback's signature is tungstenite's
                     let cb = move |req: &Request, resp: Response| {
                         let auth = req
                             .headers()
