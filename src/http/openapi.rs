@@ -23,7 +23,7 @@ use crate::state::AppState;
         super::tools::list, super::tools::execute, super::moderate::moderate,
         super::context::snapshot, super::orchestrate::orchestrate,
         super::agent::run,
-        super::sdk::create, super::sdk::message, super::sdk::transcript, super::sdk::clear,
+        super::sdk::create::create, super::sdk::message, super::sdk::transcript, super::sdk::clear,
         super::sdk::pop,
         super::calls::create_call, super::calls::hangup, super::calls::control,
     ),

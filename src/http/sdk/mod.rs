@@ -26,17 +26,15 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::agent::session::{
-    AgentSpec, Handoff, Message, load_spec, run_message, save_spec, unknown_agent_session,
-    with_turn_lock,
+    Handoff, Message, load_spec, run_message, unknown_agent_session, with_turn_lock,
 };
 use crate::auth::{TokenError, bearer, is_api_key};
 use crate::config::MAX_ITERATIONS;
 use crate::domain::SessionId;
 use crate::error::{ApiError, Json, Query};
 use crate::state::AppState;
-use crate::store::now_rfc3339;
 
-const DEFAULT_MODEL: &str = "gpt-4.1-mini";
+pub mod create;
 
 /// `POST /api/sdk/session/create` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -181,13 +179,13 @@ pub struct Popped {
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/sdk/session/create", post(create))
+        .route("/api/sdk/session/create", post(create::create))
         .route("/api/sdk/session/message", post(message))
         .route("/api/sdk/session/transcript", get(transcript).delete(clear))
         .route("/api/sdk/session/pop", post(pop))
 }
 
-fn parse_id(id: &str) -> Result<SessionId, ApiError> {
+pub(super) fn parse_id(id: &str) -> Result<SessionId, ApiError> {
     id.parse().map_err(|e: crate::domain::InvalidId| {
         ApiError::bad_request("invalid_session_id", e.to_string())
     })
@@ -203,7 +201,11 @@ fn authorize(state: &AppState, headers: &HeaderMap, id: &str) -> Result<SessionI
     Ok(sid)
 }
 
-fn bounded(field: &str, v: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
+pub(super) fn bounded(
+    field: &str,
+    v: Option<String>,
+    max: usize,
+) -> Result<Option<String>, ApiError> {
     match v.map(|s| s.trim().to_owned()) {
         Some(s) if s.is_empty() => Err(ApiError::bad_request(
             "invalid_body",
@@ -214,158 +216,6 @@ fn bounded(field: &str, v: Option<String>, max: usize) -> Result<Option<String>,
             format!("`{field}` is longer than {max} characters"),
         )),
         other => Ok(other),
-    }
-}
-
-/// Creates an agent session (or returns an existing one to its token holder).
-#[utoipa::path(post, path = "/api/sdk/session/create", tag = "agents", request_body = CreateRequest,
-    responses((status = 201, body = CreateResponse), (status = 200, body = CreateResponse),
-        (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
-        (status = 409, body = crate::error::ErrorBody)))]
-pub async fn create(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Json(req): Json<CreateRequest>,
-) -> Result<(StatusCode, Json<CreateResponse>), ApiError> {
-    let given = bearer(&headers);
-    let api_key = given.is_some_and(|t| is_api_key(&state.config, t));
-    let id = match &req.session_id {
-        Some(s) => parse_id(s)?,
-        None => SessionId::generate(),
-    };
-    if req.session_id.is_some() {
-        if let Some(spec) = load_spec(&state, &id).await? {
-            let holder =
-                api_key || given.is_some_and(|t| state.tokens.verify_agent(t, id.as_str()).is_ok());
-            if !holder {
-                return Err(exists(
-                    &id,
-                    "send its token (or the server API key) to get it again",
-                ));
-            }
-            return Ok((StatusCode::OK, Json(answer(&state, spec, false))));
-        }
-        if !api_key
-            && !state
-                .memory
-                .get_items(id.as_str(), Some(1))
-                .await?
-                .is_empty()
-        {
-            return Err(exists(
-                &id,
-                "its memory exists (e.g. written by an Agents SDK RedisSession); adopting it needs the server API key",
-            ));
-        }
-    }
-    let mut scenario_id = req.scenario_id.clone();
-    let mut agent_name = bounded("agent_name", req.agent_name, 64)?;
-    if let Some(rt) = &req.realtime_session_id {
-        let rsid = parse_id(rt)?;
-        let token = given.ok_or(TokenError::Missing)?;
-        let claims = if api_key {
-            None
-        } else {
-            Some(state.tokens.verify(token, rt)?)
-        };
-        let rt_state = match claims {
-            Some(c) => crate::lifecycle::ensure_session(&state, &rsid, &c).await?.0,
-            None => state.store.get(&rsid).await?.ok_or_else(|| {
-                ApiError::not_found(
-                    "unknown_session",
-                    format!("session {rsid} does not exist or has expired"),
-                )
-            })?,
-        };
-        match &scenario_id {
-            None => scenario_id = Some(rt_state.scenario_id.to_string()),
-            Some(s)
-                if state.scenarios.resolve(s).map(|x| x.id.clone())
-                    != Some(rt_state.scenario_id.clone()) =>
-            {
-                return Err(ApiError::bad_request(
-                    "scenario_mismatch",
-                    format!(
-                        "the realtime session runs scenario {}; a linked agent session uses the same",
-                        rt_state.scenario_id
-                    ),
-                ));
-            }
-            Some(_) => {}
-        }
-        if agent_name.is_none() {
-            agent_name = Some(rt_state.active_agent.to_string());
-        }
-    }
-    let instructions = req.instructions.unwrap_or_default();
-    let (agent_name, scenario_id) = match &scenario_id {
-        Some(s) => {
-            let scenario = state
-                .scenarios
-                .resolve(s)
-                .ok_or_else(|| super::scenarios::unknown_scenario(&state, s, true))?;
-            let agent = super::session2::pick_root(&scenario, agent_name.as_deref())?;
-            if !req.tools.is_empty() {
-                return Err(ApiError::bad_request(
-                    "invalid_body",
-                    "`tools` is for free-form agents; a scenario agent has its scenario's tools",
-                ));
-            }
-            (agent.name.to_string(), Some(scenario.id.to_string()))
-        }
-        None => {
-            if instructions.trim().is_empty() {
-                return Err(ApiError::bad_request(
-                    "invalid_body",
-                    "`instructions` is required unless `scenario_id` (or `realtime_session_id`) is given",
-                ));
-            }
-            for t in &req.tools {
-                if state.tools.get(t).is_none() {
-                    return Err(ApiError::bad_request(
-                        "unknown_tool",
-                        format!("unknown tool {t:?}; GET /api/tools lists them"),
-                    ));
-                }
-            }
-            (agent_name.unwrap_or_else(|| "assistant".to_owned()), None)
-        }
-    };
-    let now = now_rfc3339();
-    let spec = AgentSpec {
-        session_id: id.to_string(),
-        agent_name,
-        instructions,
-        model: bounded("model", req.model, 128)?.unwrap_or_else(|| DEFAULT_MODEL.to_owned()),
-        scenario_id,
-        tools: req.tools,
-        realtime_session_id: req.realtime_session_id,
-        created_at: now.clone(),
-        updated_at: now,
-    };
-    save_spec(&state, &spec).await?;
-    Ok((StatusCode::CREATED, Json(answer(&state, spec, true))))
-}
-
-fn exists(id: &SessionId, how: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "agent_session_exists",
-        format!("agent session {id} exists; {how}"),
-    )
-}
-
-fn answer(state: &AppState, spec: AgentSpec, created: bool) -> CreateResponse {
-    let (token, expires_at) = state.tokens.issue_agent(&spec.session_id);
-    CreateResponse {
-        session_id: spec.session_id,
-        agent_name: spec.agent_name,
-        model: spec.model,
-        scenario_id: spec.scenario_id,
-        realtime_session_id: spec.realtime_session_id,
-        token,
-        expires_at,
-        created,
     }
 }
 
