@@ -3,16 +3,14 @@
 //! `RedisSession` (Python, `openai-agents` from PyPI) on the same keys.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::python_sdk::python;
 use crate::sdk_sessions::{AgentSession, call, create, say, transcript};
-use crate::support::channel::API_KEY;
 use crate::support::model::{fake_model, model_requests};
-use crate::support::redis::{RedisServer, unique_prefix};
+use crate::support::redis::{RedisServer, spawn_instance_process, unique_prefix};
 use crate::support::*;
 
 fn memory_prefix(prefix: &str) -> String {
@@ -73,28 +71,17 @@ async fn the_lock_of_a_killed_instance_expires_and_the_next_turn_runs() {
     let prefix = unique_prefix();
     let model = fake_model().await;
     let a = instance(&redis, &prefix, &model).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut doomed = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .env_clear()
-        .env("SWITCHBOARD_PORT", port.to_string())
-        .env("SWITCHBOARD_REDIS_URL", redis.url())
-        .env("SWITCHBOARD_REDIS_PREFIX", &prefix)
-        .env("SWITCHBOARD_SESSION_SECRET", SESSION_SECRET)
-        .env("SWITCHBOARD_API_KEY", API_KEY)
-        .env("SWITCHBOARD_MEMORY_PREFIX", memory_prefix(&prefix))
-        .env("SWITCHBOARD_AGENT_LOCK_TTL", "2s")
-        .env("OPENAI_API_KEY", UPSTREAM_KEY)
-        .env("OPENAI_BASE_URL", format!("{}/v1", model.uri()))
-        .env("SWITCHBOARD_UPSTREAM_TIMEOUT", "120s")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut doomed, port) = spawn_instance_process(
+        &redis,
+        &prefix,
+        &[
+            ("SWITCHBOARD_MEMORY_PREFIX", memory_prefix(&prefix)),
+            ("SWITCHBOARD_AGENT_LOCK_TTL", "2s".into()),
+            ("OPENAI_API_KEY", UPSTREAM_KEY.into()),
+            ("OPENAI_BASE_URL", format!("{}/v1", model.uri())),
+            ("SWITCHBOARD_UPSTREAM_TIMEOUT", "120s".into()),
+        ],
+    );
     let s = create(&a, json!({"instructions": "x"})).await;
     say(&a, &s, "before").await;
     // The doomed instance takes the lock and hangs in its model call.

@@ -27,16 +27,7 @@ async fn setup(root: &str) -> Setup {
         c.deny_patterns = vec!["forbidden".into()];
     })
     .await;
-    let (_, boot) = app
-        .get_json(&format!(
-            "/api/session2?scenario_id=retail&root_agent={root}"
-        ))
-        .await;
-    let s = Sess {
-        id: boot["session_id"].as_str().unwrap().to_owned(),
-        token: boot["events"]["token"].as_str().unwrap().to_owned(),
-        epoch: boot["events"]["epoch"].as_str().unwrap().to_owned(),
-    };
+    let s = app.session_for(&format!("retail&root_agent={root}")).await;
     let (ws, _) = app.connect(&s, None).await;
     Setup {
         app,

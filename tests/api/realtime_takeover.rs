@@ -2,15 +2,14 @@
 //! instance is applied by the owner; when the owner is killed another instance adopts the
 //! call within two lease TTLs, re-attaches, and no function call is answered twice.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::channel::{API_KEY, Sess, next_json};
+use crate::support::channel::{API_KEY, next_json};
 use crate::support::model::fake_model;
 use crate::support::realtime::*;
-use crate::support::redis::{RedisServer, unique_prefix};
+use crate::support::redis::{RedisServer, spawn_instance_process, unique_prefix};
 use crate::support::*;
 
 #[tokio::test]
@@ -28,35 +27,17 @@ async fn the_owner_applies_control_and_a_killed_owner_is_replaced() {
         c.realtime.lease_ttl = Duration::from_secs(1);
     })
     .await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut owner = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .env_clear()
-        .env("SWITCHBOARD_PORT", port.to_string())
-        .env("SWITCHBOARD_REDIS_URL", redis.url())
-        .env("SWITCHBOARD_REDIS_PREFIX", &prefix)
-        .env("SWITCHBOARD_SESSION_SECRET", SESSION_SECRET)
-        .env("SWITCHBOARD_API_KEY", API_KEY)
-        .env("OPENAI_API_KEY", UPSTREAM_KEY)
-        .env("OPENAI_BASE_URL", format!("{}/v1", model.uri()))
-        .env("SWITCHBOARD_REALTIME_WS_URL", &fake.ws_url)
-        .env("SWITCHBOARD_CALL_LEASE_TTL", "1s")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let (_, boot) = a
-        .get_json("/api/session2?scenario_id=retail&root_agent=salesAgent")
-        .await;
-    let s = Sess {
-        id: boot["session_id"].as_str().unwrap().to_owned(),
-        token: boot["events"]["token"].as_str().unwrap().to_owned(),
-        epoch: boot["events"]["epoch"].as_str().unwrap().to_owned(),
-    };
+    let (mut owner, port) = spawn_instance_process(
+        &redis,
+        &prefix,
+        &[
+            ("OPENAI_API_KEY", UPSTREAM_KEY.into()),
+            ("OPENAI_BASE_URL", format!("{}/v1", model.uri())),
+            ("SWITCHBOARD_REALTIME_WS_URL", fake.ws_url.clone()),
+            ("SWITCHBOARD_CALL_LEASE_TTL", "1s".into()),
+        ],
+    );
+    let s = a.session_for("retail&root_agent=salesAgent").await;
     let (mut ws, _) = a.connect(&s, None).await;
     // The call is created through the other process, which takes the lease.
     let call_url = format!(

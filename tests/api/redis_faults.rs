@@ -1,7 +1,6 @@
 //! Faults in Redis mode, with real processes: Redis killed and restarted (with its data,
 //! and empty), an instance process killed, a slow client under load.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -10,7 +9,7 @@ use serde_json::{Value, json};
 use switchboard::broker::Publish;
 
 use crate::support::channel::*;
-use crate::support::redis::{RedisServer, unique_prefix};
+use crate::support::redis::{RedisServer, spawn_instance_process, unique_prefix};
 use crate::support::*;
 
 /// Publishes `x.n` events through `app` until `stop`; returns the acknowledged seqs and
@@ -145,23 +144,7 @@ async fn clients_of_a_killed_instance_recover_everything_on_another() {
     let redis = RedisServer::start(false).await;
     let prefix = unique_prefix();
     let a = spawn_redis_app(&redis, &prefix, |_| {}).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut doomed = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .env_clear()
-        .env("SWITCHBOARD_PORT", port.to_string())
-        .env("SWITCHBOARD_REDIS_URL", redis.url())
-        .env("SWITCHBOARD_REDIS_PREFIX", &prefix)
-        .env("SWITCHBOARD_SESSION_SECRET", SESSION_SECRET)
-        .env("SWITCHBOARD_API_KEY", API_KEY)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut doomed, port) = spawn_instance_process(&redis, &prefix, &[]);
     let s = a.new_session().await;
     let url = format!(
         "ws://127.0.0.1:{port}/api/ws?session_id={}&token={}",

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::channel::{API_KEY, Sess, next_json};
+use crate::support::channel::{API_KEY, next_json};
 use crate::support::model::{fake_model, model_requests};
 use crate::support::*;
 
@@ -235,14 +235,7 @@ async fn a_handoff_continues_the_turn_with_the_new_agent_and_sticks() {
 async fn a_linked_session_publishes_switches_tool_results_and_answers() {
     let model = fake_model().await;
     let app = spawn_online(&model, |_| {}).await;
-    let (_, boot) = app
-        .get_json("/api/session2?scenario_id=retail&root_agent=salesAgent")
-        .await;
-    let rt = Sess {
-        id: boot["session_id"].as_str().unwrap().to_owned(),
-        token: boot["events"]["token"].as_str().unwrap().to_owned(),
-        epoch: boot["events"]["epoch"].as_str().unwrap().to_owned(),
-    };
+    let rt = app.session_for("retail&root_agent=salesAgent").await;
     let (mut ws, _) = app.connect(&rt, None).await;
     // Linking needs the realtime session's token.
     let body = json!({"realtime_session_id": rt.id});
@@ -541,14 +534,7 @@ async fn who_may_call_and_what_is_refused() {
 async fn the_supervisor_leaves_breadcrumbs_in_the_tool_result() {
     let model = fake_model().await;
     let app = spawn_online(&model, |_| {}).await;
-    let (_, boot) = app
-        .get_json("/api/session2?scenario_id=chatSupervisor")
-        .await;
-    let rt = Sess {
-        id: boot["session_id"].as_str().unwrap().to_owned(),
-        token: boot["events"]["token"].as_str().unwrap().to_owned(),
-        epoch: boot["events"]["epoch"].as_str().unwrap().to_owned(),
-    };
+    let rt = app.session_for("chatSupervisor").await;
     let (mut ws, _) = app.connect(&rt, None).await;
     let (st, r) = call(
         &app,

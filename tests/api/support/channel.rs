@@ -27,7 +27,13 @@ pub struct Sess {
 impl TestApp {
     /// Bootstraps a session and returns its id, token and epoch.
     pub async fn new_session(&self) -> Sess {
-        let b = self.session2("simpleHandoff").await;
+        self.session_for("simpleHandoff").await
+    }
+
+    /// Bootstraps a session with `query` (e.g. `retail&root_agent=salesAgent`) as
+    /// `scenario_id=...`.
+    pub async fn session_for(&self, query: &str) -> Sess {
+        let b = self.session2(query).await;
         Sess {
             id: b["session_id"].as_str().unwrap().to_owned(),
             token: b["events"]["token"].as_str().unwrap().to_owned(),

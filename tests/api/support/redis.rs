@@ -128,3 +128,31 @@ impl Drop for RedisServer {
 pub fn unique_prefix() -> String {
     format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
+
+/// Starts the real binary as one more instance of deployment `prefix` on `redis`, with
+/// `extra` environment; returns the child (killed on drop) and its port.
+pub fn spawn_instance_process(
+    redis: &RedisServer,
+    prefix: &str,
+    extra: &[(&str, String)],
+) -> (tokio::process::Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    cmd.env_clear()
+        .env("SWITCHBOARD_PORT", port.to_string())
+        .env("SWITCHBOARD_REDIS_URL", redis.url())
+        .env("SWITCHBOARD_REDIS_PREFIX", prefix)
+        .env("SWITCHBOARD_SESSION_SECRET", super::SESSION_SECRET)
+        .env("SWITCHBOARD_API_KEY", super::channel::API_KEY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    (cmd.spawn().unwrap(), port)
+}
