@@ -97,6 +97,21 @@ pub struct CallEnded {
     pub reason: String,
 }
 
+/// `x.call.error`: the Realtime API reported an error the browser must act on (the call
+/// expired, the operator's quota is exhausted, the API is rate-limiting or failing).
+/// Errors caused by Switchboard's own client events are only logged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CallError {
+    /// Upstream call id.
+    pub call_id: String,
+    /// Upstream error code (e.g. `session_expired`), or its type when it has no code.
+    pub code: String,
+    /// Upstream error message.
+    pub message: String,
+    /// True when the call cannot continue: start a new call.
+    pub terminal: bool,
+}
+
 /// `transcript.user`: a completed user transcript from a call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TranscriptUser {

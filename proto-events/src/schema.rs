@@ -33,6 +33,7 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
         ("data/call.started.json", schema::<CallStarted>()),
         ("data/call.ended.json", schema::<CallEnded>()),
         ("data/transcript.user.json", schema::<TranscriptUser>()),
+        ("data/x.call.error.json", schema::<CallError>()),
         (
             "data/transcript.assistant.json",
             schema::<TranscriptAssistant>(),

@@ -108,35 +108,21 @@ pub async fn create_call(
         ));
     }
     let upstream = state.upstream()?;
-    let (mut s, _) = crate::lifecycle::ensure_session(&state, &sid, &claims).await?;
+    let (s, _) = crate::lifecycle::ensure_session(&state, &sid, &claims).await?;
     let scenario = state
         .scenarios
         .resolve(s.scenario_id.as_str())
         .ok_or_else(|| super::scenarios::unknown_scenario(&state, s.scenario_id.as_str(), false))?;
-    if let Some(r) = root.as_deref() {
-        let agent = super::session2::pick_root(&scenario, Some(r))?;
-        if agent.name != s.active_agent
-            && state
-                .store
-                .cas_active_agent(&sid, s.active_agent.as_str(), agent.name.as_str())
-                .await?
-        {
-            let data = AgentSwitch {
-                from: s.active_agent.to_string(),
-                to: agent.name.to_string(),
-                reason: "root_agent of the call".into(),
-                confidence: 1.0,
-                source: "client".into(),
-            };
-            publish_event(state.broker.as_ref(), &sid, "agent.switch", &data, None).await?;
-            s.active_agent = agent.name.clone();
-        }
-    }
-    let agent = scenario.agent(s.active_agent.as_str()).unwrap_or_else(|| {
-        scenario
-            .agent(scenario.default_root.as_str())
-            .expect("validated: default root exists")
-    });
+    // The requested root is validated now and becomes the active agent only once the
+    // upstream accepted the call, so a refused offer changes nothing.
+    let agent = match root.as_deref() {
+        Some(r) => super::session2::pick_root(&scenario, Some(r))?,
+        None => scenario.agent(s.active_agent.as_str()).unwrap_or_else(|| {
+            scenario
+                .agent(scenario.default_root.as_str())
+                .expect("validated: default root exists")
+        }),
+    };
     let view = agent_view(&scenario, agent, s.context.as_deref());
     let mut session = session_config(&state.config, Some(&view.voice), Some(&view.instructions));
     session["tools"] = json!(view.tools);
@@ -163,6 +149,21 @@ pub async fn create_call(
             "no usable call id in Location {location:?}"
         ))
         .into());
+    }
+    if agent.name != s.active_agent
+        && state
+            .store
+            .cas_active_agent(&sid, s.active_agent.as_str(), agent.name.as_str())
+            .await?
+    {
+        let data = AgentSwitch {
+            from: s.active_agent.to_string(),
+            to: agent.name.to_string(),
+            reason: "root_agent of the call".into(),
+            confidence: 1.0,
+            source: "client".into(),
+        };
+        publish_event(state.broker.as_ref(), &sid, "agent.switch", &data, None).await?;
     }
     state.calls.leases.register(&sid, &call_id).await?;
     publish_event(

@@ -6,6 +6,7 @@ use std::collections::{HashSet, VecDeque};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::client_events::{output_item, response_create, session_update, system_item};
 use crate::broker::publish_event;
 use crate::config::Steer;
 use crate::domain::SessionId;
@@ -129,6 +130,9 @@ impl Call {
             }
             "error" => {
                 tracing::warn!(call_id = %self.call_id, session_id = %self.sid, error = %ev["error"], "realtime error event");
+                if let Some(e) = super::client_events::browser_error(&self.call_id, ev) {
+                    self.publish("x.call.error", &e).await;
+                }
                 vec![]
             }
             _ => vec![],
@@ -180,7 +184,7 @@ impl Call {
                     .switch(target, "model", format!("the model called {name}"), 1.0)
                     .await;
                 out.push(output_item(call_id, &json!({"assistant": target})));
-                out.push(json!({"type": "response.create"}));
+                out.push(response_create());
                 return out;
             }
         }
@@ -198,10 +202,7 @@ impl Call {
             json!({"error": report.error})
         };
         self.publish("tool.result", &report).await;
-        vec![
-            output_item(call_id, &output),
-            json!({"type": "response.create"}),
-        ]
+        vec![output_item(call_id, &output), response_create()]
     }
 
     async fn on_user_transcript(&mut self, item_id: String, text: String) -> Vec<Value> {
@@ -298,7 +299,7 @@ impl Call {
              apologise and steer the conversation back to how you can help.",
             flagged.join(", ")
         )));
-        out.push(json!({"type": "response.create"}));
+        out.push(response_create());
         out
     }
 
@@ -325,14 +326,14 @@ impl Call {
                 system_item(&format!(
                     "Say this to the user now, word for word, then continue: {text}"
                 )),
-                json!({"type": "response.create"}),
+                response_create(),
             ]),
             Command::UpdateInstructions { instructions } => {
                 self.extra_instructions = Some(instructions);
                 let Some((_, active)) = self.active().await else {
                     return Err("the session has expired".into());
                 };
-                Ok(self.session_update(&active).await.into_iter().collect())
+                Ok(self.agent_update(&active).await.into_iter().collect())
             }
             Command::Hangup => {
                 self.end("hangup").await;
@@ -374,20 +375,16 @@ impl Call {
 
     /// `session.update` for `agent` (instructions with the context and any added
     /// instructions, its tools and handoff tools; the voice only before any audio).
-    async fn session_update(&self, agent: &str) -> Option<Value> {
+    async fn agent_update(&self, agent: &str) -> Option<Value> {
         let s = self.state.store.get(&self.sid).await.ok()??;
         let scn = self.state.scenarios.resolve(s.scenario_id.as_str())?;
         let a = scn.agent(agent)?;
         let view = agent_view(&scn, a, s.context.as_deref());
-        let mut instructions = view.instructions;
-        if let Some(extra) = &self.extra_instructions {
-            instructions = format!("{instructions}\n\n{extra}");
-        }
-        let mut session = json!({"type": "realtime", "instructions": instructions, "tools": view.tools, "tool_choice": "auto"});
-        if !self.audio_produced {
-            session["audio"] = json!({"output": {"voice": view.voice}});
-        }
-        Some(json!({"type": "session.update", "session": session}))
+        Some(session_update(
+            view,
+            self.extra_instructions.as_deref(),
+            !self.audio_produced,
+        ))
     }
 
     /// Switches the active agent (compare-and-set), publishes `agent.switch`, and returns
@@ -403,7 +400,7 @@ impl Call {
             return vec![];
         };
         if from == to {
-            return self.session_update(to).await.into_iter().collect();
+            return self.agent_update(to).await.into_iter().collect();
         }
         match self
             .state
@@ -434,7 +431,7 @@ impl Call {
             .await
             .map(|(_, a)| a)
             .unwrap_or_else(|| to.to_owned());
-        self.session_update(&now).await.into_iter().collect()
+        self.agent_update(&now).await.into_iter().collect()
     }
 
     async fn remember(&self, item: Value) {
@@ -454,12 +451,4 @@ impl Call {
             self.tail.pop_front();
         }
     }
-}
-
-fn output_item(call_id: &str, output: &Value) -> Value {
-    json!({"type": "conversation.item.create", "item": {"type": "function_call_output", "call_id": call_id, "output": output.to_string()}})
-}
-
-fn system_item(text: &str) -> Value {
-    json!({"type": "conversation.item.create", "item": {"type": "message", "role": "system", "content": [{"type": "input_text", "text": text}]}})
 }

@@ -5,9 +5,11 @@
 //! - [`lease`]: the lease and the call index (memory and Redis).
 //! - [`sideband`]: the per-call WebSocket task, lease renewal, and the janitor.
 //! - [`handler`]: what the sideband does with server events and commands.
+//! - [`client_events`]: the client events it sends and which upstream errors reach the browser.
 //! - [`bus`]: command routing between instances (Redis pub/sub).
 
 pub mod bus;
+pub mod client_events;
 pub mod handler;
 pub mod lease;
 pub mod sideband;

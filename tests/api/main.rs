@@ -19,6 +19,7 @@ mod openapi;
 mod orchestrate;
 mod python_sdk;
 mod realtime_calls;
+mod realtime_edges;
 mod realtime_takeover;
 mod redis_faults;
 mod redis_mode;

@@ -9,15 +9,15 @@ use crate::support::model::fake_model;
 use crate::support::realtime::*;
 use crate::support::*;
 
-struct Setup {
-    app: TestApp,
-    fake: FakeRealtime,
-    model: wiremock::MockServer,
-    s: Sess,
-    ws: Ws,
+pub(crate) struct Setup {
+    pub app: TestApp,
+    pub fake: FakeRealtime,
+    pub model: wiremock::MockServer,
+    pub s: Sess,
+    pub ws: Ws,
 }
 
-async fn setup(root: &str) -> Setup {
+pub(crate) async fn setup(root: &str) -> Setup {
     let model = fake_model().await;
     mount_calls(&model).await;
     let fake = FakeRealtime::start().await;
@@ -38,7 +38,7 @@ async fn setup(root: &str) -> Setup {
     }
 }
 
-async fn start_call(t: &mut Setup) {
+pub(crate) async fn start_call(t: &mut Setup) {
     let resp = t
         .app
         .client
@@ -74,7 +74,7 @@ async fn start_call(t: &mut Setup) {
     assert_eq!(query, format!("call_id={CALL_ID}"));
 }
 
-async fn control(app: &TestApp, sid: &str, bearer: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn control(app: &TestApp, sid: &str, bearer: &str, body: Value) -> (u16, Value) {
     let resp = app
         .client
         .post(app.url(&format!("/api/sessions/{sid}/control")))

@@ -10,6 +10,7 @@ use crate::support::channel::{API_KEY, next_json};
 use crate::support::model::fake_model;
 use crate::support::realtime::*;
 use crate::support::redis::{RedisServer, spawn_instance_process, unique_prefix};
+use crate::support::tcp_proxy::TcpProxy;
 use crate::support::*;
 
 #[tokio::test]
@@ -136,5 +137,168 @@ async fn the_owner_applies_control_and_a_killed_owner_is_replaced() {
     assert_eq!(
         (st, ack["applied_by"].as_str()),
         (200, Some(a.state.instance_id.as_str()))
+    );
+}
+
+/// Two instances on one Redis; the owner's own link to Redis is cut (a partition: the other
+/// instance still reaches Redis). The owner must let go of the call before its lease can
+/// expire, never answer anything it cannot record, and the other instance takes over.
+#[tokio::test]
+async fn an_owner_that_loses_redis_stops_before_another_takes_over() {
+    let redis = RedisServer::start(false).await;
+    let proxy = TcpProxy::start(redis.port).await;
+    let prefix = unique_prefix();
+    let model = fake_model().await;
+    mount_calls(&model).await;
+    let fake = FakeRealtime::start().await;
+    let settings = |url: String, base: String, redis_url: Option<String>| {
+        move |c: &mut switchboard::config::Config| {
+            c.openai_api_key = Some(UPSTREAM_KEY.to_owned().into());
+            c.openai_base_url = base;
+            c.realtime.ws_url = url;
+            c.realtime.lease_ttl = Duration::from_secs(1);
+            if let Some(r) = redis_url {
+                c.redis_url = Some(r);
+            }
+        }
+    };
+    let base = format!("{}/v1", model.uri());
+    let owner = spawn_redis_app(
+        &redis,
+        &prefix,
+        settings(fake.ws_url.clone(), base.clone(), Some(proxy.redis_url())),
+    )
+    .await;
+    let other = spawn_redis_app(&redis, &prefix, settings(fake.ws_url.clone(), base, None)).await;
+    let s = other.session_for("retail&root_agent=salesAgent").await;
+    let resp = owner
+        .client
+        .post(owner.url(&format!("/api/realtime/calls?session_id={}", s.id)))
+        .bearer_auth(&s.token)
+        .header("content-type", "application/sdp")
+        .body("v=0\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    fake.wait_attaches(1).await;
+
+    proxy.cut();
+    let cut = Instant::now();
+    // The upstream asks for a tool while the owner cannot reach Redis.
+    fake.emit(function_call(
+        "c1",
+        "lookupNewSales",
+        r#"{"category":"boots"}"#,
+    ));
+    let closed = fake.wait_closed().await;
+    fake.wait_attaches(2).await;
+    let timeline = fake.timeline.lock().unwrap().clone();
+    let adopted = timeline.iter().rev().find(|(a, _)| *a).unwrap().1;
+    eprintln!(
+        "owner let go {:?} after the cut; the other instance attached {:?} after the cut",
+        closed - cut,
+        adopted - cut
+    );
+    assert!(
+        closed < adopted,
+        "the old owner closed its sideband before the new owner attached: {timeline:?}"
+    );
+    assert!(
+        closed - cut < Duration::from_secs(1),
+        "let go within one TTL"
+    );
+    assert!(
+        fake.received.lock().unwrap().is_empty(),
+        "the cut-off owner answered nothing"
+    );
+    // The upstream repeats the pending call to the new owner, which answers it once.
+    fake.emit(function_call(
+        "c1",
+        "lookupNewSales",
+        r#"{"category":"boots"}"#,
+    ));
+    let got = fake
+        .wait_for("the new owner's answer", |e| {
+            of_type(e, "response.create").len() == 1
+        })
+        .await;
+    let answers = of_type(&got, "conversation.item.create");
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0]["item"]["call_id"], "c1");
+    let sid = s.id.parse().unwrap();
+    let holder = other
+        .state
+        .calls
+        .leases
+        .holder(&sid)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(holder.owner, other.state.instance_id);
+}
+
+/// A lease held by an instance that is gone (nobody listens on its control channel: 504 at
+/// once) or frozen (it listens but never acknowledges: 504 after the control timeout).
+#[tokio::test]
+async fn control_for_an_unresponsive_owner_is_504() {
+    let redis = RedisServer::start(false).await;
+    let prefix = unique_prefix();
+    let a = spawn_redis_app(&redis, &prefix, |c| {
+        c.realtime.control_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let s = a.session_for("retail&root_agent=salesAgent").await;
+    let sid = s.id.parse().unwrap();
+    let leases = a.state.calls.leases.clone();
+    leases.register(&sid, "rtc_ghost").await.unwrap();
+    leases
+        .acquire(&sid, "instance-that-froze", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("granted");
+    let say = || async {
+        let started = Instant::now();
+        let resp = a
+            .client
+            .post(a.url(&format!("/api/sessions/{}/control", s.id)))
+            .bearer_auth(API_KEY)
+            .json(&json!({"action": "say", "text": "anyone there?"}))
+            .send()
+            .await
+            .unwrap();
+        let (st, e) = split(resp).await;
+        assert_error(st, &e, 504, "owner_unreachable");
+        started.elapsed()
+    };
+    let gone = say().await;
+    assert!(
+        gone < Duration::from_millis(300),
+        "nobody listens: no need to wait ({gone:?})"
+    );
+    // A frozen owner: subscribed to its control channel, never answering.
+    let mut frozen = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "SUBSCRIBE"])
+        .arg(format!("{prefix}:ctl:instance-that-froze"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-cli");
+    for _ in 0..100 {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &redis.port.to_string(), "PUBSUB", "NUMSUB"])
+            .arg(format!("{prefix}:ctl:instance-that-froze"))
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout).trim().ends_with('1') {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let waited = say().await;
+    let _ = frozen.kill();
+    let _ = frozen.wait();
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(3),
+        "answered once the control timeout passed: {waited:?}"
     );
 }

@@ -7,6 +7,7 @@ pub mod channel;
 pub mod model;
 pub mod realtime;
 pub mod redis;
+pub mod tcp_proxy;
 
 use std::time::Duration;
 

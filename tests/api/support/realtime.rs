@@ -3,7 +3,7 @@
 //! attach, and sends scripted server events to whoever is attached.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -25,6 +25,8 @@ pub struct FakeRealtime {
     pub received: Arc<Mutex<Vec<Value>>>,
     /// `(authorization, query)` of every attach.
     pub attaches: Arc<Mutex<Vec<(String, String)>>>,
+    /// Every attach (`true`) and every closed socket (`false`), with when, in order.
+    pub timeline: Arc<Mutex<Vec<(bool, Instant)>>>,
     to_clients: broadcast::Sender<Option<Value>>,
 }
 
@@ -38,6 +40,7 @@ impl FakeRealtime {
             ws_url: format!("ws://127.0.0.1:{port}/v1/realtime"),
             received: Arc::default(),
             attaches: Arc::default(),
+            timeline: Arc::default(),
             to_clients,
         };
         let f = fake.clone();
@@ -61,6 +64,7 @@ impl FakeRealtime {
                     let Ok(ws) = tokio_tungstenite::accept_hdr_async(tcp, cb).await else {
                         return;
                     };
+                    f.timeline.lock().unwrap().push((true, Instant::now()));
                     let (mut sink, mut stream) = ws.split();
                     let mut events = f.to_clients.subscribe();
                     let _ = sink
@@ -86,6 +90,7 @@ impl FakeRealtime {
                             },
                         }
                     }
+                    f.timeline.lock().unwrap().push((false, Instant::now()));
                 });
             }
         });
@@ -113,6 +118,23 @@ impl FakeRealtime {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         panic!("no sideband attach #{n}");
+    }
+
+    /// Sockets attached now.
+    pub fn open(&self) -> usize {
+        let t = self.timeline.lock().unwrap();
+        t.iter().filter(|(a, _)| *a).count() - t.iter().filter(|(a, _)| !*a).count()
+    }
+
+    /// Waits until no socket is attached; returns when the last one closed.
+    pub async fn wait_closed(&self) -> Instant {
+        for _ in 0..200 {
+            if self.open() == 0 {
+                return self.timeline.lock().unwrap().last().unwrap().1;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the sideband socket stayed open");
     }
 
     /// Waits until the received client events satisfy `pred`; returns them.
