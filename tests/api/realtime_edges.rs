@@ -254,3 +254,39 @@ async fn a_hangup_releases_the_lease_and_closes_the_sideband() {
     .await;
     assert_error(st, &e, 409, "no_active_call");
 }
+
+#[tokio::test]
+async fn a_dropped_sideband_reattaches_with_growing_backoff() {
+    let mut t = setup("salesAgent").await;
+    start_call(&mut t).await;
+    // The upstream drops the socket and refuses the next three attaches.
+    t.fake.refuse.store(3, std::sync::atomic::Ordering::SeqCst);
+    t.fake.drop_all();
+    t.fake.wait_attaches(2).await;
+    let attempts = t.fake.attempts.lock().unwrap().clone();
+    assert_eq!(attempts.len(), 5, "1 attach, 3 refused, 1 re-attach");
+    let gaps: Vec<u128> = attempts[1..]
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_millis())
+        .collect();
+    eprintln!("gaps between attach attempts (ms): {gaps:?}");
+    assert!(
+        gaps[0] >= 90 && gaps[1] >= gaps[0] * 3 / 2 && gaps[2] >= gaps[1] * 3 / 2,
+        "backoff from 100 ms, doubling: {gaps:?}"
+    );
+    assert!(
+        attempts[4] - attempts[1] < std::time::Duration::from_secs(5),
+        "re-attached within 5 s"
+    );
+    t.fake.emit(function_call(
+        "c1",
+        "lookupNewSales",
+        r#"{"category":"boots"}"#,
+    ));
+    t.fake
+        .wait_for("an answer after re-attaching", |e| {
+            !of_type(e, "response.create").is_empty()
+        })
+        .await;
+    assert_eq!(next_json(&mut t.ws).await["type"], "tool.result");
+}

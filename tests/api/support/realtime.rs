@@ -25,6 +25,10 @@ pub struct FakeRealtime {
     pub received: Arc<Mutex<Vec<Value>>>,
     /// `(authorization, query)` of every attach.
     pub attaches: Arc<Mutex<Vec<(String, String)>>>,
+    /// When each attach was attempted (refused ones too).
+    pub attempts: Arc<Mutex<Vec<Instant>>>,
+    /// How many of the next attaches to refuse with HTTP 503.
+    pub refuse: Arc<std::sync::atomic::AtomicUsize>,
     /// Every attach (`true`) and every closed socket (`false`), with when, in order.
     pub timeline: Arc<Mutex<Vec<(bool, Instant)>>>,
     to_clients: broadcast::Sender<Option<Value>>,
@@ -41,6 +45,8 @@ impl FakeRealtime {
             received: Arc::default(),
             attaches: Arc::default(),
             timeline: Arc::default(),
+            attempts: Arc::default(),
+            refuse: Arc::default(),
             to_clients,
         };
         let f = fake.clone();
@@ -48,7 +54,8 @@ impl FakeRealtime {
             while let Ok((tcp, _)) = listener.accept().await {
                 let f = f.clone();
                 tokio::spawn(async move {
-                    let attaches = f.attaches.clone();
+                    let (attaches, attempts, refuse) =
+                        (f.attaches.clone(), f.attempts.clone(), f.refuse.clone());
                     #[allow(clippy::result_large_err)] // the callback's signature is tungstenite's
                     let cb = move |req: &Request, resp: Response| {
                         let auth = req
@@ -58,6 +65,16 @@ impl FakeRealtime {
                             .unwrap_or_default()
                             .to_owned();
                         let query = req.uri().query().unwrap_or_default().to_owned();
+                        attempts.lock().unwrap().push(Instant::now());
+                        use std::sync::atomic::Ordering::SeqCst;
+                        if refuse
+                            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                            .is_ok()
+                        {
+                            let mut no = tokio_tungstenite::tungstenite::http::Response::new(None);
+                            *no.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::SERVICE_UNAVAILABLE;
+                            return Err(no);
+                        }
                         attaches.lock().unwrap().push((auth, query));
                         Ok(resp)
                     };
