@@ -53,8 +53,8 @@ pub struct Config {
     pub session_ttl: Duration,
     /// Session token lifetime.
     pub token_ttl: Duration,
-    /// Server API key.
-    pub api_key: Option<SecretString>,
+    /// Server API keys (several at once, so a key rotates without downtime).
+    pub api_keys: Vec<SecretString>,
     /// Allowed CORS origins (`*` allowed); empty is same-origin only.
     pub cors_origins: Vec<String>,
     /// Request body limit in bytes.
@@ -93,6 +93,8 @@ pub struct Config {
     pub agents: AgentSettings,
     /// Server-side realtime control (calls and the sideband).
     pub realtime: RealtimeSettings,
+    /// User tokens, anonymous access and rate limits.
+    pub access: AccessSettings,
 }
 
 impl Default for Config {
@@ -110,7 +112,7 @@ impl Default for Config {
             session_secret: None,
             session_ttl: Duration::from_secs(3600),
             token_ttl: Duration::from_secs(86_400),
-            api_key: None,
+            api_keys: Vec::new(),
             cors_origins: Vec::new(),
             body_limit: 1024 * 1024,
             upstream_timeout: Duration::from_secs(30),
@@ -130,6 +132,7 @@ impl Default for Config {
             position_check: Duration::from_secs(5),
             agents: AgentSettings::default(),
             realtime: RealtimeSettings::default(),
+            access: AccessSettings::defaults(),
         }
     }
 }
@@ -348,7 +351,15 @@ impl Config {
             session_secret: session_secret.map(SecretString::from),
             session_ttl,
             token_ttl,
-            api_key: nonempty(cli.api_key).map(SecretString::from),
+            api_keys: cli
+                .api_key
+                .as_deref()
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(|k| SecretString::from(k.to_owned()))
+                .collect(),
             cors_origins,
             body_limit,
             upstream_timeout,
@@ -368,6 +379,7 @@ impl Config {
             position_check,
             agents: AgentSettings::from_cli(&cli.agents)?,
             realtime: RealtimeSettings::from_cli(&cli.realtime, env)?,
+            access: AccessSettings::from_cli(&cli.access)?,
         };
         config.check_mode()?;
         Ok(config)
@@ -399,6 +411,13 @@ impl Config {
         } else {
             "embedded"
         }
+    }
+
+    /// Whether model-backed endpoints accept calls without credentials.
+    pub fn allow_anonymous(&self) -> bool {
+        self.access
+            .allow_anonymous
+            .unwrap_or(self.redis_url.is_none())
     }
 
     /// True when an upstream key is configured.
@@ -449,9 +468,11 @@ fn http_url(setting: &'static str, v: &str) -> Result<String, ConfigError> {
     }
 }
 
+mod access;
 mod agents;
 mod cli;
 mod realtime;
+pub use access::{AccessSettings, Rate};
 pub use agents::{AgentSettings, MAX_ITERATIONS};
 pub use realtime::{RealtimeSettings, Steer};
 #[cfg(test)]

@@ -25,6 +25,8 @@ pub enum Found {
 pub enum Missing {
     /// It expired (or never existed).
     Gone,
+    /// It was revoked (`DELETE /api/sessions/{id}`): its tokens are refused.
+    Revoked,
     /// A backend failed.
     Unavailable(String),
 }
@@ -42,6 +44,11 @@ impl From<Missing> for ApiError {
                 "unknown_session",
                 "the session does not exist or has expired",
             ),
+            Missing::Revoked => ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "session_revoked",
+                "the session was revoked; its tokens are no longer accepted",
+            ),
             Missing::Unavailable(e) => ApiError::from(StoreError::Unavailable(e)),
         }
     }
@@ -55,6 +62,9 @@ pub async fn ensure_session(
 ) -> Result<(SessionState, Found), Missing> {
     if let Some(s) = state.store.get(sid).await? {
         return Ok((s, Found::Existing));
+    }
+    if state.store.is_revoked(sid).await? {
+        return Err(Missing::Revoked);
     }
     let since = state.store.dataset_since().await?;
     if claims.issued_ms() >= since {
@@ -74,6 +84,7 @@ pub async fn ensure_session(
         created_at: now.clone(),
         updated_at: now,
         context: None,
+        user_id: claims.uid.clone(),
     };
     state.store.create(&s).await?;
     state
@@ -83,4 +94,42 @@ pub async fn ensure_session(
         .map_err(|e| Missing::Unavailable(e.to_string()))?;
     tracing::warn!(session_id = %sid, "re-created a lost session from its token");
     Ok((s, Found::Recreated))
+}
+
+/// How long a revoked session's tombstone outlives the longest token of it.
+const TOMBSTONE_MARGIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Revokes a session everywhere: tombstone and state first (so no token re-creates it),
+/// then its call hung up, its sockets on every instance closed with 4009, its history and
+/// its mirrored conversation deleted.
+pub async fn revoke(state: &AppState, sid: &SessionId) -> Result<(), ApiError> {
+    state
+        .store
+        .revoke(sid, state.config.token_ttl + TOMBSTONE_MARGIN)
+        .await?;
+    use crate::realtime::ControlError;
+    match state
+        .calls
+        .control(
+            &state.instance_id,
+            sid,
+            crate::realtime::handler::Command::Hangup,
+            state.config.realtime.control_timeout,
+        )
+        .await
+    {
+        Ok(_) | Err(ControlError::NoCall) => {}
+        Err(ControlError::Store(e)) => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(session_id = %sid, error = ?e, "could not hang up the call of a revoked session; forgetting it")
+        }
+    }
+    state.calls.leases.unregister(sid).await?;
+    state.calls.close_everywhere(&state.hub, sid).await?;
+    state.broker.delete(sid).await?;
+    if let Err(e) = state.memory.clear_session(sid.as_str()).await {
+        tracing::warn!(session_id = %sid, error = %e, "clearing the revoked session's conversation failed");
+    }
+    tracing::info!(session_id = %sid, "session revoked");
+    Ok(())
 }

@@ -104,6 +104,7 @@ impl Application {
                     &config.redis_prefix,
                     &instance_id,
                     local_calls.clone(),
+                    hub.clone(),
                 )
                 .await
                 .context("subscribing the control channel")?;
@@ -131,6 +132,8 @@ impl Application {
             ),
             upstream,
             tokens,
+            users: crate::auth::user::UserVerifier::from_settings(&config.access),
+            limits: crate::auth::caller::Limits::new(&config),
             instance_id,
             started: Instant::now(),
             config,

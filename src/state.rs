@@ -41,6 +41,10 @@ pub struct Inner {
     pub upstream: Option<UpstreamClient>,
     /// Session tokens.
     pub tokens: TokenIssuer,
+    /// User tokens from the host app; `None` when not configured.
+    pub users: Option<crate::auth::user::UserVerifier>,
+    /// Rate limits of the model-backed endpoints.
+    pub limits: Arc<crate::auth::caller::Limits>,
     /// This process's id (in `/api/health` and the `welcome` frame).
     pub instance_id: String,
     /// Process start, for uptime.

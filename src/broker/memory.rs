@@ -215,4 +215,9 @@ impl Broker for MemoryBroker {
     async fn ping(&self) -> Result<(), BrokerError> {
         Ok(())
     }
+
+    async fn delete(&self, session: &SessionId) -> Result<(), BrokerError> {
+        self.logs.remove(session);
+        Ok(())
+    }
 }

@@ -124,6 +124,10 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Checks the backend answers (readiness).
     async fn ping(&self) -> Result<(), BrokerError>;
+
+    /// Deletes the session's history (a revoked session). Its sockets are closed by the
+    /// caller first.
+    async fn delete(&self, session: &SessionId) -> Result<(), BrokerError>;
 }
 
 /// Publishes a documented event whose data is one of `proto_events::events`' types.

@@ -459,4 +459,14 @@ impl Broker for RedisBroker {
         }
         Ok(())
     }
+
+    async fn delete(&self, session: &SessionId) -> Result<(), BrokerError> {
+        let (meta, events, _) = self.keys(session);
+        let _: i64 = self
+            .client
+            .del(vec![meta, events])
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
 }

@@ -53,7 +53,8 @@ pub struct Cli {
     /// Lifetime of a session token.
     #[arg(long, env = "SWITCHBOARD_TOKEN_TTL", default_value = "24h")]
     pub token_ttl: String,
-    /// Server API key for server-side endpoints (publish, control).
+    /// Server API keys for server-side endpoints (publish, control), comma-separated so a
+    /// key can be rotated without downtime.
     #[arg(long, env = "SWITCHBOARD_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// Comma-separated CORS origins (`*` for any); empty means same-origin only.
@@ -114,4 +115,7 @@ pub struct Cli {
     /// Server-side realtime control.
     #[command(flatten)]
     pub realtime: super::realtime::RealtimeCli,
+    /// User tokens, anonymous access and rate limits.
+    #[command(flatten)]
+    pub access: super::access::AccessCli,
 }

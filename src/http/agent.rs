@@ -80,11 +80,13 @@ fn invalid(message: impl Into<String>) -> ApiError {
 
 /// Runs one agent turn.
 #[utoipa::path(post, path = "/api/agent/run", tag = "agents", request_body = AgentRunRequest,
-    responses((status = 200, body = AgentRunResponse), (status = 400, body = crate::error::ErrorBody),
+    responses((status = 401, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody),
+        (status = 200, body = AgentRunResponse), (status = 400, body = crate::error::ErrorBody),
         (status = 422, body = crate::error::ErrorBody), (status = 502, body = crate::error::ErrorBody),
         (status = 503, body = crate::error::ErrorBody), (status = 504, body = crate::error::ErrorBody)))]
 pub async fn run(
     State(state): State<AppState>,
+    _access: crate::auth::caller::ModelAccess,
     Json(req): Json<AgentRunRequest>,
 ) -> Result<Json<AgentRunResponse>, ApiError> {
     let input: Vec<Value> = match (req.messages, req.input) {

@@ -42,10 +42,14 @@ pub fn router() -> Router<AppState> {
 
 /// Mints an ephemeral realtime key.
 #[utoipa::path(get, path = "/api/session", tag = "realtime",
-    responses((status = 200, body = EphemeralKey),
+    responses((status = 401, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody),
+        (status = 200, body = EphemeralKey),
         (status = 502, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody),
         (status = 504, body = crate::error::ErrorBody)))]
-pub async fn mint(State(state): State<AppState>) -> Result<Json<EphemeralKey>, ApiError> {
+pub async fn mint(
+    State(state): State<AppState>,
+    _access: crate::auth::caller::ModelAccess,
+) -> Result<Json<EphemeralKey>, ApiError> {
     let upstream = state.upstream()?;
     let key = upstream
         .mint_client_secret(

@@ -69,10 +69,12 @@ pub fn router() -> Router<AppState> {
 
 /// Judges a text.
 #[utoipa::path(post, path = "/api/moderate", tag = "moderation", request_body = ModerationRequest,
-    responses((status = 200, body = ModerationDecision), (status = 401, body = crate::error::ErrorBody),
+    responses((status = 429, body = crate::error::ErrorBody),
+        (status = 200, body = ModerationDecision), (status = 401, body = crate::error::ErrorBody),
         (status = 422, body = crate::error::ErrorBody)))]
 pub async fn moderate(
     State(state): State<AppState>,
+    _access: crate::auth::caller::ModelAccess,
     headers: HeaderMap,
     Json(req): Json<ModerationRequest>,
 ) -> Result<Json<ModerationDecision>, ApiError> {

@@ -18,7 +18,8 @@ use crate::state::AppState;
         super::keys::mint, super::responses::create,
         super::scenarios::list, super::scenarios::detail,
         super::session2::bootstrap_get, super::session2::bootstrap_post,
-        super::sessions::get_session,
+        super::sessions::get_session, super::sessions::admin::renew_token,
+        super::sessions::admin::revoke_session,
         super::events::history, super::events::publish, super::batch::publish_batch,
         super::tools::list, super::tools::execute, super::moderate::moderate,
         super::context::snapshot, super::orchestrate::orchestrate,
@@ -49,6 +50,18 @@ impl Modify for SessionToken {
         components.add_security_scheme(
             "server_api_key",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "user_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "A user token from the host app (HS256 secret or JWKS)",
+                    ))
+                    .build(),
+            ),
         );
     }
 }

@@ -25,12 +25,14 @@ pub fn router() -> Router<AppState> {
 /// Creates a model response through the upstream.
 #[utoipa::path(post, path = "/api/responses", tag = "models",
     request_body(content = Object, description = "A Responses API request (`model`, `input`, ...)"),
-    responses(
+    responses((status = 401, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody),
+
         (status = 200, description = "The upstream response plus `output_text` (and `output_parsed` for json_schema formats); `text/event-stream` when `stream` is true", body = Object),
         (status = 400, body = crate::error::ErrorBody), (status = 502, body = crate::error::ErrorBody),
         (status = 503, body = crate::error::ErrorBody), (status = 504, body = crate::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
+    _access: crate::auth::caller::ModelAccess,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
     let Some(obj) = body.as_object() else {

@@ -8,13 +8,14 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::scenarios::unknown_scenario;
+use crate::auth::caller::{Caller, ModelAccess};
 use crate::domain::SessionId;
 use crate::error::{ApiError, Json, Query};
 use crate::scenario::view::{AgentView, GuardrailView, guardrails, initial_agents, with_context};
@@ -94,23 +95,27 @@ pub fn router() -> Router<AppState> {
 
 /// Bootstraps a session (query parameters).
 #[utoipa::path(get, path = "/api/session2", tag = "sessions", params(Session2Query),
-    responses((status = 200, body = Session2Response), (status = 400, body = crate::error::ErrorBody),
+    responses((status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody),
+        (status = 200, body = Session2Response), (status = 400, body = crate::error::ErrorBody),
         (status = 502, body = crate::error::ErrorBody), (status = 504, body = crate::error::ErrorBody)))]
 pub async fn bootstrap_get(
     State(state): State<AppState>,
+    ModelAccess(caller): ModelAccess,
     headers: HeaderMap,
     Query(q): Query<Session2Query>,
 ) -> Result<Json<Session2Response>, ApiError> {
-    bootstrap(&state, &headers, q.scenario_id, q.root_agent, None).await
+    bootstrap(&state, &caller, &headers, q.scenario_id, q.root_agent, None).await
 }
 
 /// Bootstraps a session (JSON body, may carry `context`).
 #[utoipa::path(post, path = "/api/session2", tag = "sessions", request_body = Session2Request,
-    responses((status = 200, body = Session2Response), (status = 400, body = crate::error::ErrorBody),
+    responses((status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody),
+        (status = 200, body = Session2Response), (status = 400, body = crate::error::ErrorBody),
         (status = 422, body = crate::error::ErrorBody), (status = 502, body = crate::error::ErrorBody),
         (status = 504, body = crate::error::ErrorBody)))]
 pub async fn bootstrap_post(
     State(state): State<AppState>,
+    ModelAccess(caller): ModelAccess,
     headers: HeaderMap,
     Json(req): Json<Session2Request>,
 ) -> Result<Json<Session2Response>, ApiError> {
@@ -119,11 +124,20 @@ pub async fn bootstrap_post(
         .map(|c| render_context(&c, state.config.context_max_bytes))
         .transpose()?
         .flatten();
-    bootstrap(&state, &headers, req.scenario_id, req.root_agent, context).await
+    bootstrap(
+        &state,
+        &caller,
+        &headers,
+        req.scenario_id,
+        req.root_agent,
+        context,
+    )
+    .await
 }
 
 async fn bootstrap(
     state: &AppState,
+    caller: &Caller,
     headers: &HeaderMap,
     scenario_id: Option<String>,
     root_agent: Option<String>,
@@ -136,7 +150,15 @@ async fn bootstrap(
         .scenarios
         .resolve(wanted.trim())
         .ok_or_else(|| unknown_scenario(state, &wanted, true))?;
+    if !caller.may_start(scenario.id.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "scenario_not_allowed",
+            format!("your user token does not allow scenario {}", scenario.id),
+        ));
+    }
     let root = pick_root(&scenario, root_agent.as_deref())?;
+    let user_id = caller.user_id().map(str::to_owned);
 
     let (ephemeral_key, key_expires, warning) = match &state.upstream {
         Some(up) => {
@@ -169,12 +191,15 @@ async fn bootstrap(
             created_at: now.clone(),
             updated_at: now,
             context: context.clone(),
+            user_id: user_id.clone(),
         })
         .await?;
-    let (token, expires_at) =
-        state
-            .tokens
-            .issue(&session_id, scenario.id.as_str(), root.name.as_str());
+    let (token, expires_at) = state.tokens.issue_user(
+        &session_id,
+        scenario.id.as_str(),
+        root.name.as_str(),
+        user_id.as_deref(),
+    );
     let events = events_info(state, headers, &session_id, token, top.epoch, top.seq);
     tracing::info!(session_id = %session_id, scenario = %scenario.id, root = %root.name, "session created");
     Ok(Json(Session2Response {

@@ -1,6 +1,9 @@
 //! Routing control commands to a call's owner across instances (Redis mode). Every instance
 //! subscribes to `sb:ctl:<its instance id>`; a command is published to the owner's channel
 //! with a request id, and the owner answers on the sender's channel once it applied it.
+//!
+//! The same subscription carries revocations: `sb:revoked` is a broadcast of session ids
+//! whose sockets every instance closes with 4009.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,9 +59,13 @@ impl Bus {
         prefix: &str,
         me: &str,
         local: Arc<DashMap<SessionId, mpsc::Sender<Envelope>>>,
+        hub: Arc<crate::ws::hub::Hub>,
     ) -> Result<Self, Error> {
         let channel = format!("{prefix}:ctl:{me}");
-        subscriber.subscribe(channel.clone()).await?;
+        let revoked = format!("{prefix}:revoked");
+        subscriber
+            .subscribe(vec![channel.clone(), revoked.clone()])
+            .await?;
         let pending: Arc<DashMap<String, oneshot::Sender<Result<String, String>>>> = Arc::default();
         let bus = Self {
             client: client.clone(),
@@ -68,10 +75,10 @@ impl Bus {
         };
         let mut reconnects = subscriber.reconnect_rx();
         let resub = subscriber.clone();
-        let ch = channel.clone();
+        let chs = vec![channel.clone(), revoked.clone()];
         tokio::spawn(async move {
             while reconnects.recv().await.is_ok() {
-                if let Err(e) = resub.subscribe(ch.clone()).await {
+                if let Err(e) = resub.subscribe(chs.clone()).await {
                     tracing::warn!(error = %e, "re-subscribing the control channel failed");
                 }
             }
@@ -84,6 +91,12 @@ impl Bus {
                 let Some(text) = msg.value.as_string() else {
                     continue;
                 };
+                if msg.channel == revoked {
+                    if let Ok(sid) = text.parse::<SessionId>() {
+                        hub.close_session(&sid, proto_events::CloseCode::SessionExpired);
+                    }
+                    continue;
+                }
                 match serde_json::from_str::<Wire>(&text) {
                     Ok(Wire::Ack { req, by, error }) => {
                         if let Some((_, tx)) = pending.remove(&req) {
@@ -121,6 +134,15 @@ impl Bus {
             }
         });
         Ok(bus)
+    }
+
+    /// Tells every instance (this one too) to close `sid`'s sockets with 4009.
+    pub async fn broadcast_revoked(&self, sid: &SessionId) -> Result<(), Error> {
+        let _: i64 = self
+            .client
+            .publish(format!("{}:revoked", self.prefix), sid.as_str())
+            .await?;
+        Ok(())
     }
 
     /// Sends `cmd` for `sid` to instance `owner`; returns the instance that applied it.

@@ -58,6 +58,24 @@ impl Calls {
         Self { leases, local, bus }
     }
 
+    /// Closes `sid`'s sockets on every instance with 4009 (through Redis in Redis mode).
+    pub async fn close_everywhere(
+        &self,
+        hub: &crate::ws::hub::Hub,
+        sid: &SessionId,
+    ) -> Result<(), StoreError> {
+        match &self.bus {
+            Some(bus) => bus
+                .broadcast_revoked(sid)
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string())),
+            None => {
+                hub.close_session(sid, proto_events::CloseCode::SessionExpired);
+                Ok(())
+            }
+        }
+    }
+
     /// Has the owner of `sid`'s call apply `cmd`; returns the instance that applied it.
     pub async fn control(
         &self,

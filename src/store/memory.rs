@@ -19,6 +19,9 @@ struct Entry {
     expires: Instant,
 }
 
+/// The tombstone's key in a session's value scope (`:` is not a key callers use alone).
+const REVOKED: &str = ":revoked";
+
 /// Sessions in process memory.
 pub struct MemoryStore {
     map: DashMap<SessionId, Entry>,
@@ -91,6 +94,23 @@ impl SessionStore for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn revoke(&self, id: &SessionId, ttl: Duration) -> Result<(), StoreError> {
+        self.map.remove(id);
+        self.values.retain(|(s, _), _| s != id);
+        self.values.insert(
+            (id.clone(), REVOKED.to_owned()),
+            ("1".to_owned(), Instant::now() + ttl),
+        );
+        Ok(())
+    }
+
+    async fn is_revoked(&self, id: &SessionId) -> Result<bool, StoreError> {
+        Ok(self
+            .values
+            .get(&(id.clone(), REVOKED.to_owned()))
+            .is_some_and(|v| v.1 > Instant::now()))
     }
 
     async fn set_context(&self, id: &SessionId, context: Option<&str>) -> Result<bool, StoreError> {
@@ -194,6 +214,7 @@ mod tests {
             created_at: super::super::now_rfc3339(),
             updated_at: super::super::now_rfc3339(),
             context: None,
+            user_id: None,
         }
     }
 

@@ -31,6 +31,9 @@ pub struct SessionState {
     /// Context supplied at bootstrap, appended to the root agent's instructions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
+    /// The host app's user who created the session (`sub` of their user token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
 }
 
 /// A store failure. Callers answer it as a 503 (the backend is unavailable) and never as a
@@ -96,6 +99,14 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Reads `key` in `session`'s scope.
     async fn get_value(&self, session: &SessionId, key: &str)
     -> Result<Option<String>, StoreError>;
+
+    /// Deletes the session's state and leaves a tombstone for `ttl` (the longest a token of
+    /// it can live), so its tokens are refused instead of re-creating it. Values in its
+    /// scope stop being reachable and expire with their own TTL.
+    async fn revoke(&self, id: &SessionId, ttl: std::time::Duration) -> Result<(), StoreError>;
+
+    /// True while the session's tombstone exists.
+    async fn is_revoked(&self, id: &SessionId) -> Result<bool, StoreError>;
 
     /// Unix milliseconds since which this store's data has existed (process start in memory;
     /// the first write after Redis came up empty in Redis mode). A session token issued

@@ -64,6 +64,10 @@ impl RedisStore {
         format!("{}:{{{id}}}:state", self.prefix)
     }
 
+    fn revoked_key(&self, id: &SessionId) -> String {
+        format!("{}:{{{id}}}:revoked", self.prefix)
+    }
+
     fn value_key(&self, id: &SessionId, key: &str) -> String {
         format!("{}:{{{id}}}:kv:{key}", self.prefix)
     }
@@ -87,6 +91,9 @@ impl SessionStore for RedisStore {
         ];
         if let Some(c) = &s.context {
             fields.push(("context", c.clone()));
+        }
+        if let Some(u) = &s.user_id {
+            fields.push(("user_id", u.clone()));
         }
         let tx = self.client.multi();
         // Marks when this dataset began (kept if already set): see `dataset_since`.
@@ -143,12 +150,39 @@ impl SessionStore for RedisStore {
             created_at: field("created_at")?,
             updated_at: field("updated_at")?,
             context: h.get("context").cloned(),
+            user_id: h.get("user_id").cloned(),
         }))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         let _: String = self.client.ping(None).await.map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn revoke(&self, id: &SessionId, ttl: Duration) -> Result<(), StoreError> {
+        let tx = self.client.multi();
+        let _: () = tx
+            .set(
+                self.revoked_key(id),
+                1,
+                Some(Expiration::PX(ttl.as_millis() as i64)),
+                None,
+                false,
+            )
+            .await
+            .map_err(unavailable)?;
+        let _: () = tx.del(self.key(id)).await.map_err(unavailable)?;
+        let _: () = tx.exec(true).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn is_revoked(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let n: i64 = self
+            .client
+            .exists(self.revoked_key(id))
+            .await
+            .map_err(unavailable)?;
+        Ok(n > 0)
     }
 
     async fn set_context(&self, id: &SessionId, context: Option<&str>) -> Result<bool, StoreError> {

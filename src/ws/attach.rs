@@ -62,6 +62,7 @@ pub async fn attach(state: &AppState, req: AttachRequest) -> Result<Attached, Cl
     match ensure_session(state, &session, &claims).await {
         Ok(_) => {}
         Err(Missing::Gone) => return Err(CloseCode::UnknownSession),
+        Err(Missing::Revoked) => return Err(CloseCode::SessionExpired),
         Err(Missing::Unavailable(e)) => {
             tracing::warn!(error = %e, "session store unavailable while attaching");
             return Err(CloseCode::TryAgainLater);

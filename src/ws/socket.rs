@@ -160,6 +160,7 @@ async fn run(socket: WebSocket, state: &AppState, attached: Attached) {
                     Ok((_, Found::Existing)) | Err(Missing::Unavailable(_)) => {}
                     Ok((_, Found::Recreated)) => break Some(CloseCode::HistoryLost),
                     Err(Missing::Gone) => break Some(CloseCode::UnknownSession),
+                    Err(Missing::Revoked) => break Some(CloseCode::SessionExpired),
                 }
                 if last_seen.elapsed() > heartbeat * 2 {
                     tracing::info!(session_id = %session, "dropping a silent client");

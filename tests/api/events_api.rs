@@ -59,7 +59,7 @@ async fn publish_needs_the_server_key_and_a_valid_event() {
 
 #[tokio::test]
 async fn publish_without_a_configured_key_is_refused() {
-    let app = spawn_app_with(|c| c.api_key = None).await;
+    let app = spawn_app_with(|c| c.api_keys.clear()).await;
     let s = app.new_session().await;
     let (st, b) = post_event(&app, &s.id, Some("anything"), &json!({"type": "x.a"})).await;
     assert_error(st, &b, 401, "unauthorized");

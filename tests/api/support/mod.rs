@@ -135,7 +135,13 @@ pub fn forge_token(sid: &str, exp_offset: i64, secret: &str) -> String {
 pub fn test_config() -> Config {
     Config {
         bind: "127.0.0.1:0".parse().unwrap(),
-        api_key: Some(channel::API_KEY.to_owned().into()),
+        api_keys: vec![channel::API_KEY.to_owned().into()],
+        // Tests make many calls from one IP; the access tests set their own limits.
+        access: switchboard::config::AccessSettings {
+            rate_ip: None,
+            rate_user: None,
+            ..switchboard::config::AccessSettings::defaults()
+        },
         ..Config::default()
     }
 }
@@ -182,6 +188,9 @@ pub async fn spawn_redis_app(
         c.redis_prefix = prefix;
         c.session_secret = Some(SESSION_SECRET.to_owned().into());
         c.position_check = Duration::from_millis(500);
+        // Redis mode refuses anonymous model-backed calls by default; most tests bootstrap
+        // sessions anonymously (the access tests check the default).
+        c.access.allow_anonymous = Some(true);
         adjust(c);
     })
     .await

@@ -1,9 +1,11 @@
 //! `GET /api/sessions/{id}`: a session's state and history position (session token).
+//! `POST /api/sessions/{id}/token` renews its token; `DELETE /api/sessions/{id}` revokes it
+//! ([`admin`]).
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -11,6 +13,8 @@ use crate::auth::{SessionClaims, TokenError, bearer};
 use crate::domain::SessionId;
 use crate::error::{ApiError, Json, Path};
 use crate::state::AppState;
+
+pub mod admin;
 
 /// `GET /api/sessions/{id}` answer.
 #[derive(Debug, Serialize, ToSchema)]
@@ -37,7 +41,12 @@ pub struct SessionView {
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/sessions/{id}", get(get_session))
+    Router::new()
+        .route(
+            "/api/sessions/{id}",
+            get(get_session).delete(admin::revoke_session),
+        )
+        .route("/api/sessions/{id}/token", post(admin::renew_token))
 }
 
 /// Checks the request's bearer token is valid for session `id` and returns the parsed id.
@@ -79,13 +88,8 @@ pub async fn get_session(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<SessionView>, ApiError> {
-    let (sid, _) = authorize(&state, &headers, &id)?;
-    let s = state.store.get(&sid).await?.ok_or_else(|| {
-        ApiError::not_found(
-            "unknown_session",
-            format!("session {sid} does not exist or has expired"),
-        )
-    })?;
+    let (sid, claims) = authorize(&state, &headers, &id)?;
+    let (s, _) = crate::lifecycle::ensure_session(&state, &sid, &claims).await?;
     let top = state.broker.open(&sid).await?;
     Ok(Json(SessionView {
         session_id: s.session_id.to_string(),

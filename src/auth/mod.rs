@@ -1,4 +1,9 @@
-//! Session tokens: HS256 JWTs that let a browser act on one session.
+//! Credentials. Three kinds: the server API key (operators and back ends), session tokens
+//! (a browser acting on one session), and user tokens from the host app ([`user`]).
+//! [`caller`] classifies a request and enforces anonymous access and rate limits on the
+//! model-backed endpoints.
+//!
+//! Session tokens are HS256 JWTs that let a browser act on one session.
 //!
 //! Claims are `sid` (session id), `scn` (scenario id), `root` (root agent, so a session
 //! whose state was lost can be re-created from its token), `iat` and `exp`. A token is
@@ -18,6 +23,9 @@ use crate::config::Config;
 use crate::domain::SessionId;
 use crate::error::ApiError;
 
+pub mod caller;
+pub mod user;
+
 /// Claims of a session token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SessionClaims {
@@ -35,6 +43,9 @@ pub struct SessionClaims {
     pub iatm: Option<u64>,
     /// Expires at (unix seconds).
     pub exp: u64,
+    /// The host app's user (`sub` of the user token that created the session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
 }
 
 /// Why a token was refused.
@@ -95,14 +106,25 @@ impl TokenIssuer {
 
     /// A token for a session; returns it with its expiry (unix seconds).
     pub fn issue(&self, sid: &SessionId, scenario: &str, root: &str) -> (String, u64) {
-        self.issue_for(sid.as_str(), scenario, root)
+        self.issue_for(sid.as_str(), scenario, root, None)
+    }
+
+    /// A token for a session created by (or for) user `uid`.
+    pub fn issue_user(
+        &self,
+        sid: &SessionId,
+        scenario: &str,
+        root: &str,
+        uid: Option<&str>,
+    ) -> (String, u64) {
+        self.issue_for(sid.as_str(), scenario, root, uid)
     }
 
     /// A token for server-side agent session `id`. Its subject is `agent:<id>`, which no
     /// realtime session id can be (they have no `:`), so the two kinds never stand in for
     /// each other.
     pub fn issue_agent(&self, id: &str) -> (String, u64) {
-        self.issue_for(&format!("agent:{id}"), "", "")
+        self.issue_for(&format!("agent:{id}"), "", "", None)
     }
 
     /// Verifies a token issued by [`Self::issue_agent`] for `id`.
@@ -110,7 +132,7 @@ impl TokenIssuer {
         self.verify(token, &format!("agent:{id}"))
     }
 
-    fn issue_for(&self, sid: &str, scenario: &str, root: &str) -> (String, u64) {
+    fn issue_for(&self, sid: &str, scenario: &str, root: &str, uid: Option<&str>) -> (String, u64) {
         let iatm = unix_now_ms();
         let iat = iatm / 1000;
         let exp = iat + self.ttl.as_secs();
@@ -121,6 +143,7 @@ impl TokenIssuer {
             iat,
             iatm: Some(iatm),
             exp,
+            uid: uid.map(str::to_owned),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing of plain claims cannot fail");
@@ -157,36 +180,33 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Checks the request carries the server API key (`Authorization: Bearer <key>`), in
+/// Checks the request carries a server API key (`Authorization: Bearer <key>`), in
 /// constant time. Without a configured key, server endpoints are closed.
 pub fn require_api_key(config: &Config, headers: &HeaderMap) -> Result<(), ApiError> {
-    use subtle::ConstantTimeEq;
-    let Some(expected) = &config.api_key else {
+    if config.api_keys.is_empty() {
         return Err(ApiError::unauthorized(
             "server endpoints are disabled: set SWITCHBOARD_API_KEY to use them",
         ));
-    };
+    }
     let given = bearer(headers).ok_or_else(|| {
         ApiError::unauthorized("the server API key is required (Authorization: Bearer <key>)")
     })?;
-    let ok: bool = given
-        .as_bytes()
-        .ct_eq(expected.expose_secret().as_bytes())
-        .into();
-    if ok {
+    if is_api_key(config, given) {
         Ok(())
     } else {
         Err(ApiError::unauthorized("the server API key is not valid"))
     }
 }
 
-/// True when `given` is the configured server API key (constant-time compare).
+/// True when `given` is one of the configured server API keys. Every key is compared, in
+/// constant time, so neither the match nor its position shows in the timing.
 pub fn is_api_key(config: &Config, given: &str) -> bool {
     use subtle::ConstantTimeEq;
-    config
-        .api_key
-        .as_ref()
-        .is_some_and(|k| given.as_bytes().ct_eq(k.expose_secret().as_bytes()).into())
+    let mut found = subtle::Choice::from(0);
+    for k in &config.api_keys {
+        found |= given.as_bytes().ct_eq(k.expose_secret().as_bytes());
+    }
+    found.into()
 }
 
 impl SessionClaims {
