@@ -184,6 +184,9 @@ fn unknown_session(id: &str) -> ApiError {
 pub async fn require_session(state: &AppState, sid: &SessionId) -> Result<(), ApiError> {
     match state.store.get(sid).await? {
         Some(_) => Ok(()),
+        None if state.store.is_revoked(sid).await? => {
+            Err(crate::lifecycle::Missing::Revoked.into())
+        }
         None => Err(unknown_session(sid.as_str())),
     }
 }

@@ -74,7 +74,7 @@ fn http_error(code: CloseCode) -> ApiError {
         CloseCode::SessionExpired => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "session_expired",
-            "the session token has expired",
+            "the session token has expired, or the session was revoked",
         ),
         CloseCode::TryAgainLater => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -30,3 +30,4 @@ mod sdk_sessions;
 mod session2;
 mod sessions;
 mod tools;
+mod user_tokens;

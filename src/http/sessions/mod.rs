@@ -37,6 +37,9 @@ pub struct SessionView {
     pub seq: u64,
     /// The session's context (from `session2` or `POST /api/context/snapshot`).
     pub context: Option<String>,
+    /// The host app's user who created the session (from their user token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
 }
 
 /// Routes of this module.
@@ -101,5 +104,6 @@ pub async fn get_session(
         epoch: top.epoch,
         seq: top.seq,
         context: s.context,
+        user_id: s.user_id,
     }))
 }
