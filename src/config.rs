@@ -472,7 +472,7 @@ mod access;
 mod agents;
 mod cli;
 mod realtime;
-pub use access::{AccessSettings, Rate};
+pub use access::{AccessSettings, Rate, rate as parse_rate};
 pub use agents::{AgentSettings, MAX_ITERATIONS};
 pub use realtime::{RealtimeSettings, Steer};
 #[cfg(test)]
