@@ -133,3 +133,16 @@ pub async fn revoke(state: &AppState, sid: &SessionId) -> Result<(), ApiError> {
     tracing::info!(session_id = %sid, "session revoked");
     Ok(())
 }
+
+/// The session's state without re-creating it: 401 `session_revoked` for a revoked
+/// session, 404 `unknown_session` for one that expired or never existed.
+pub async fn live_state(state: &AppState, sid: &SessionId) -> Result<SessionState, ApiError> {
+    match state.store.get(sid).await? {
+        Some(s) => Ok(s),
+        None if state.store.is_revoked(sid).await? => Err(Missing::Revoked.into()),
+        None => Err(ApiError::not_found(
+            "unknown_session",
+            format!("session {sid} does not exist or has expired"),
+        )),
+    }
+}

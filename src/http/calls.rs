@@ -214,6 +214,7 @@ pub async fn hangup(
     let token = bearer(&headers).ok_or(TokenError::Missing)?;
     let claims = state.tokens.verify_any(token)?;
     let sid: SessionId = claims.sid.parse().map_err(|_| TokenError::Invalid)?;
+    crate::lifecycle::live_state(&state, &sid).await?;
     if state.calls.leases.call_of(&sid).await?.as_deref() != Some(call_id.as_str()) {
         return Err(ApiError::not_found(
             "unknown_call",
@@ -295,12 +296,7 @@ pub async fn control(
     } else {
         authorize(&state, &headers, &id)?.0
     };
-    let s = state.store.get(&sid).await?.ok_or_else(|| {
-        ApiError::not_found(
-            "unknown_session",
-            format!("session {sid} does not exist or has expired"),
-        )
-    })?;
+    let s = crate::lifecycle::live_state(&state, &sid).await?;
     match &mut cmd {
         Command::SwitchAgent { agent, source } => {
             let scenario = state.scenarios.resolve(s.scenario_id.as_str());

@@ -182,11 +182,5 @@ fn unknown_session(id: &str) -> ApiError {
 
 /// 404 unless the session exists (reading it also slides its TTL).
 pub async fn require_session(state: &AppState, sid: &SessionId) -> Result<(), ApiError> {
-    match state.store.get(sid).await? {
-        Some(_) => Ok(()),
-        None if state.store.is_revoked(sid).await? => {
-            Err(crate::lifecycle::Missing::Revoked.into())
-        }
-        None => Err(unknown_session(sid.as_str())),
-    }
+    crate::lifecycle::live_state(state, sid).await.map(|_| ())
 }

@@ -4,6 +4,7 @@
 mod support;
 
 mod access;
+mod access_matrix;
 mod agent;
 mod agent_interop;
 mod binary;
