@@ -116,3 +116,71 @@ fn unprefixed_fallbacks_are_honoured() {
     assert!(c.upstream_configured());
     assert_eq!(c.openai_base_url, "http://127.0.0.1:1/v1");
 }
+
+#[test]
+fn access_settings_parse_and_default_by_mode() {
+    let c = parse(&[], &[]).unwrap();
+    assert!(c.allow_anonymous(), "embedded mode is open by default");
+    assert_eq!(c.access.rate_ip.unwrap().count.get(), 120);
+    assert_eq!(c.access.rate_ip.unwrap().per, Duration::from_secs(60));
+    let r = parse(
+        &[
+            "--redis-url",
+            "redis://127.0.0.1:6379",
+            "--session-secret",
+            "0123456789abcdef0123456789abcdef",
+            "--api-key",
+            " old , new ,,",
+            "--rate-limit-ip",
+            "off",
+            "--rate-limit-user",
+            "5/s",
+            "--client-ip-header",
+            "Fly-Client-IP",
+        ],
+        &[],
+    )
+    .unwrap();
+    assert!(!r.allow_anonymous(), "Redis mode is closed by default");
+    assert_eq!(r.api_keys.len(), 2);
+    assert_eq!(r.access.rate_ip, None);
+    assert_eq!(r.access.rate_user.unwrap().per, Duration::from_secs(1));
+    assert_eq!(r.access.client_ip_header.as_deref(), Some("fly-client-ip"));
+    let open = parse(
+        &[
+            "--redis-url",
+            "redis://127.0.0.1:6379",
+            "--session-secret",
+            "0123456789abcdef0123456789abcdef",
+            "--allow-anonymous",
+            "true",
+        ],
+        &[],
+    )
+    .unwrap();
+    assert!(open.allow_anonymous());
+    for (args, setting) in [
+        (
+            &["--allow-anonymous", "maybe"][..],
+            "SWITCHBOARD_ALLOW_ANONYMOUS",
+        ),
+        (
+            &["--rate-limit-ip", "many"][..],
+            "SWITCHBOARD_RATE_LIMIT_IP",
+        ),
+        (
+            &["--rate-limit-user", "10/fortnight"][..],
+            "SWITCHBOARD_RATE_LIMIT_USER",
+        ),
+        (
+            &["--user-jwt-secret", "short"][..],
+            "SWITCHBOARD_USER_JWT_SECRET",
+        ),
+        (
+            &["--user-jwks-url", "ftp://x"][..],
+            "SWITCHBOARD_USER_JWKS_URL",
+        ),
+    ] {
+        assert_eq!(parse(args, &[]).unwrap_err().setting, setting, "{args:?}");
+    }
+}
