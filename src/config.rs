@@ -95,6 +95,8 @@ pub struct Config {
     pub realtime: RealtimeSettings,
     /// User tokens, anonymous access and rate limits.
     pub access: AccessSettings,
+    /// Request timeout and graceful shutdown.
+    pub ops: OpsSettings,
 }
 
 impl Default for Config {
@@ -133,6 +135,7 @@ impl Default for Config {
             agents: AgentSettings::default(),
             realtime: RealtimeSettings::default(),
             access: AccessSettings::defaults(),
+            ops: OpsSettings::default(),
         }
     }
 }
@@ -380,6 +383,7 @@ impl Config {
             agents: AgentSettings::from_cli(&cli.agents)?,
             realtime: RealtimeSettings::from_cli(&cli.realtime, env)?,
             access: AccessSettings::from_cli(&cli.access)?,
+            ops: OpsSettings::from_cli(&cli.ops)?,
         };
         config.check_mode()?;
         Ok(config)
@@ -431,11 +435,13 @@ impl Config {
 mod access;
 mod agents;
 mod cli;
+mod ops;
 mod values;
 use values::{duration, http_url, number, required};
 mod realtime;
 pub use access::{AccessSettings, Rate, rate as parse_rate};
 pub use agents::{AgentSettings, MAX_ITERATIONS};
+pub use ops::OpsSettings;
 pub use realtime::{RealtimeSettings, Steer};
 #[cfg(test)]
 mod tests;

@@ -36,6 +36,7 @@ pub mod error;
 pub mod http;
 pub mod lifecycle;
 pub mod memory;
+pub mod metrics;
 pub mod moderation;
 pub mod orchestrator;
 pub mod realtime;

@@ -17,6 +17,8 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::TokenIssuer;
@@ -55,6 +57,7 @@ impl Application {
         let tools =
             crate::tools::ToolRegistry::build(&scenarios).context("invalid tool declaration")?;
         let (tokens, generated) = TokenIssuer::from_config(&config);
+        crate::metrics::handle(); // the recorder exists before the first request
         if generated {
             tracing::warn!(
                 "no SWITCHBOARD_SESSION_SECRET is set: session tokens are signed with a random \
@@ -207,7 +210,12 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.config.body_limit;
     let cors = cors_layer(&state.config.cors_origins);
     let request_id = HeaderName::from_static("x-request-id");
+    let timeout = state.config.ops.request_timeout;
+    // Route-level layers see the matched route template (for metrics); the fallback is
+    // added after them and counts as `unmatched`.
     let mut app = crate::http::routes()
+        .route("/metrics", axum::routing::get(crate::metrics::render))
+        .layer(axum::middleware::from_fn(crate::metrics::track_http))
         .fallback(not_found_fallback)
         .layer(DefaultBodyLimit::max(body_limit));
     if let Some(cors) = cors {
@@ -219,9 +227,54 @@ pub fn router(state: AppState) -> Router {
             .layer(PropagateRequestIdLayer::new(request_id))
             .layer(TraceLayer::new_for_http().make_span_with(crate::telemetry::request_span))
             .layer(axum::middleware::from_fn(json_error_layer))
+            .layer(security_headers())
+            .layer(TimeoutLayer::with_status_code(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                timeout,
+            ))
             .layer(CatchPanicLayer::custom(panic_response)),
     )
     .with_state(state)
+}
+
+/// Headers every response carries unless its handler set them: no MIME sniffing, no
+/// framing, no referrer, a closed content policy (JSON needs none), HSTS for the TLS front.
+fn security_headers() -> ServiceBuilder<
+    tower::layer::util::Stack<
+        SetResponseHeaderLayer<HeaderValue>,
+        tower::layer::util::Stack<
+            SetResponseHeaderLayer<HeaderValue>,
+            tower::layer::util::Stack<
+                SetResponseHeaderLayer<HeaderValue>,
+                tower::layer::util::Stack<
+                    SetResponseHeaderLayer<HeaderValue>,
+                    tower::layer::util::Stack<
+                        SetResponseHeaderLayer<HeaderValue>,
+                        tower::layer::util::Identity,
+                    >,
+                >,
+            >,
+        >,
+    >,
+> {
+    let h = |name: &'static str, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        )
+    };
+    ServiceBuilder::new()
+        .layer(h("x-content-type-options", "nosniff"))
+        .layer(h("x-frame-options", "DENY"))
+        .layer(h("referrer-policy", "no-referrer"))
+        .layer(h(
+            "content-security-policy",
+            "default-src 'none'; frame-ancestors 'none'",
+        ))
+        .layer(h(
+            "strict-transport-security",
+            "max-age=63072000; includeSubDomains",
+        ))
 }
 
 /// Runs the Redis broker's position check every `every` while the broker lives.

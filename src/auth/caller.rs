@@ -200,14 +200,14 @@ impl Limits {
 
     fn check_ip(&self, ip: Option<IpAddr>) -> Result<(), ApiError> {
         match (&self.ip, ip) {
-            (Some(l), Some(ip)) => check(l, &ip, "this client"),
+            (Some(l), Some(ip)) => check(l, &ip, "this client", "ip"),
             _ => Ok(()),
         }
     }
 
     fn check_user(&self, key: String) -> Result<(), ApiError> {
         match &self.user {
-            Some(l) => check(l, &key, "this user"),
+            Some(l) => check(l, &key, "this user", "user"),
             None => Ok(()),
         }
     }
@@ -217,8 +217,10 @@ fn check<K: Hash + Eq + Clone>(
     l: &DefaultKeyedRateLimiter<K>,
     key: &K,
     who: &str,
+    scope: &'static str,
 ) -> Result<(), ApiError> {
     l.check_key(key).map_err(|not_until| {
+        metrics::counter!("switchboard_rate_limited_total", "scope" => scope).increment(1);
         let wait = not_until.wait_time_from(DefaultClock::default().now());
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         ApiError::new(

@@ -165,6 +165,7 @@ impl Broker for MemoryBroker {
             id,
             duplicate: false,
         };
+        crate::metrics::published(event.kind.as_str());
         if let Some(key) = event.idempotency_key {
             log.idem.insert(key, (now, published.clone()));
         }

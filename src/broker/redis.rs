@@ -64,6 +64,7 @@ pub struct RedisBroker {
 }
 
 fn unavailable(e: Error) -> BrokerError {
+    metrics::counter!("switchboard_redis_errors_total", "op" => "broker").increment(1);
     BrokerError(e.to_string())
 }
 
@@ -140,6 +141,7 @@ impl RedisBroker {
             while reconnects.recv().await.is_ok() {
                 let Some(b) = weak.upgrade() else { break };
                 tracing::info!("Redis subscriber reconnected; re-subscribing and catching up");
+                metrics::counter!("switchboard_redis_reconnects_total").increment(1);
                 b.resubscribe_and_catch_up().await;
             }
         });
@@ -361,6 +363,9 @@ impl Broker for RedisBroker {
         let (Some(seq), Some(epoch), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(BrokerError("unexpected publish result".into()));
         };
+        if fresh {
+            crate::metrics::published(event.kind.as_str());
+        }
         Ok(Published {
             seq: seq.parse().map_err(|_| BrokerError("bad seq".into()))?,
             epoch: epoch.to_owned(),

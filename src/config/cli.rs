@@ -118,4 +118,7 @@ pub struct Cli {
     /// User tokens, anonymous access and rate limits.
     #[command(flatten)]
     pub access: super::access::AccessCli,
+    /// Request timeout and graceful shutdown.
+    #[command(flatten)]
+    pub ops: super::ops::OpsCli,
 }

@@ -172,7 +172,9 @@ impl UpstreamClient {
             .map_err(|_| UpstreamError::Transport("the API key is not a valid header".into()))?;
         auth.set_sensitive(true);
         let mut attempt = 0;
+        let endpoint = endpoint_label(path);
         loop {
+            let started = std::time::Instant::now();
             let rb = client.post(&url).header(AUTHORIZATION, auth.clone());
             let rb = match body {
                 Body::Json(v) => rb.json(v),
@@ -183,6 +185,14 @@ impl UpstreamClient {
                 ),
             };
             let result = rb.send().await;
+            let outcome = match &result {
+                Ok(r) => r.status().as_u16().to_string(),
+                Err(e) if e.is_timeout() => "timeout".to_owned(),
+                Err(_) => "transport".to_owned(),
+            };
+            metrics::counter!("switchboard_upstream_requests_total", "endpoint" => endpoint, "status" => outcome).increment(1);
+            metrics::histogram!("switchboard_upstream_request_duration_seconds", "endpoint" => endpoint)
+                .record(started.elapsed().as_secs_f64());
             let (err, retry_after) = match result {
                 Ok(resp) if resp.status().is_success() => return Ok(resp),
                 Ok(resp) => {
@@ -307,5 +317,19 @@ mod tests {
         for attempt in 0..20 {
             assert!(full_jitter(attempt) <= Duration::from_secs(4));
         }
+    }
+}
+
+/// A bounded label for an upstream path (call ids folded into `{id}`).
+fn endpoint_label(path: &str) -> &'static str {
+    match path.trim_start_matches('/') {
+        "responses" => "responses",
+        "moderations" => "moderations",
+        "realtime/client_secrets" => "realtime/client_secrets",
+        "realtime/calls" => "realtime/calls",
+        p if p.starts_with("realtime/calls/") && p.ends_with("/hangup") => {
+            "realtime/calls/{id}/hangup"
+        }
+        _ => "other",
     }
 }

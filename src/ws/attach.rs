@@ -77,6 +77,11 @@ pub async fn attach(state: &AppState, req: AttachRequest) -> Result<Attached, Cl
     }
     match read_position(state, &session, &req).await {
         Ok(p) => {
+            if req.since.is_some() {
+                let outcome = if p.0.recovered { "hit" } else { "miss" };
+                metrics::counter!("switchboard_recoveries_total", "outcome" => outcome)
+                    .increment(1);
+            }
             let welcome = Welcome {
                 session_id: session.to_string(),
                 epoch: p.1,

@@ -124,6 +124,7 @@ impl LiveSink for Hub {
         let Some(mut conns) = self.sessions.get_mut(session) else {
             return;
         };
+        crate::metrics::delivering(&frame, conns.len());
         let mut dropped = 0;
         conns.retain_mut(|c| match c.tx.try_send(frame.clone()) {
             Ok(()) => true,
@@ -132,6 +133,7 @@ impl LiveSink for Hub {
                     let _ = tx.send(CloseCode::SlowConsumer);
                 }
                 tracing::info!(session_id = %session, conn = c.id, "closing a slow consumer (4008)");
+                metrics::counter!("switchboard_slow_consumer_closes_total").increment(1);
                 dropped += 1;
                 false
             }

@@ -18,6 +18,7 @@ mod keys;
 mod memory_contract;
 mod moderation;
 mod openapi;
+mod ops;
 mod orchestrate;
 mod python_sdk;
 mod realtime_calls;

@@ -1,0 +1,57 @@
+//! Operational settings: request timeouts and graceful shutdown
+//! (`SWITCHBOARD_REQUEST_TIMEOUT`, `SWITCHBOARD_SHUTDOWN_TIMEOUT`).
+
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{ConfigError, bad, duration};
+
+/// Raw operational settings, flattened into the command line.
+#[derive(Debug, Args)]
+pub struct OpsCli {
+    /// Longest a request may take to produce its response (WebSocket and SSE streams are
+    /// not cut: only their opening is timed).
+    #[arg(long, env = "SWITCHBOARD_REQUEST_TIMEOUT", default_value = "120s")]
+    pub request_timeout: String,
+    /// On SIGTERM: how long to close sockets (1012) and drain in-flight requests before
+    /// exiting anyway.
+    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_TIMEOUT", default_value = "20s")]
+    pub shutdown_timeout: String,
+}
+
+/// Checked operational settings.
+#[derive(Debug, Clone)]
+pub struct OpsSettings {
+    /// Request timeout.
+    pub request_timeout: Duration,
+    /// Graceful-shutdown budget.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for OpsSettings {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(120),
+            shutdown_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+impl OpsSettings {
+    /// Validates the raw settings.
+    pub fn from_cli(cli: &OpsCli) -> Result<Self, ConfigError> {
+        let request_timeout = duration("SWITCHBOARD_REQUEST_TIMEOUT", &cli.request_timeout)?;
+        if request_timeout < Duration::from_secs(1) {
+            return Err(bad("SWITCHBOARD_REQUEST_TIMEOUT", "must be at least 1s"));
+        }
+        let shutdown_timeout = duration("SWITCHBOARD_SHUTDOWN_TIMEOUT", &cli.shutdown_timeout)?;
+        if shutdown_timeout < Duration::from_secs(1) {
+            return Err(bad("SWITCHBOARD_SHUTDOWN_TIMEOUT", "must be at least 1s"));
+        }
+        Ok(Self {
+            request_timeout,
+            shutdown_timeout,
+        })
+    }
+}
