@@ -221,61 +221,43 @@ pub fn router(state: AppState) -> Router {
     if let Some(cors) = cors {
         app = app.layer(cors);
     }
-    app.layer(
+    app = app.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
             .layer(PropagateRequestIdLayer::new(request_id))
             .layer(TraceLayer::new_for_http().make_span_with(crate::telemetry::request_span))
             .layer(axum::middleware::from_fn(json_error_layer))
-            .layer(security_headers())
             .layer(TimeoutLayer::with_status_code(
                 axum::http::StatusCode::REQUEST_TIMEOUT,
                 timeout,
             ))
             .layer(CatchPanicLayer::custom(panic_response)),
-    )
-    .with_state(state)
+    );
+    // Outermost, so timeouts and panics carry them too.
+    for (name, value) in SECURITY_HEADERS {
+        app = app.layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        ));
+    }
+    app.with_state(state)
 }
 
 /// Headers every response carries unless its handler set them: no MIME sniffing, no
 /// framing, no referrer, a closed content policy (JSON needs none), HSTS for the TLS front.
-fn security_headers() -> ServiceBuilder<
-    tower::layer::util::Stack<
-        SetResponseHeaderLayer<HeaderValue>,
-        tower::layer::util::Stack<
-            SetResponseHeaderLayer<HeaderValue>,
-            tower::layer::util::Stack<
-                SetResponseHeaderLayer<HeaderValue>,
-                tower::layer::util::Stack<
-                    SetResponseHeaderLayer<HeaderValue>,
-                    tower::layer::util::Stack<
-                        SetResponseHeaderLayer<HeaderValue>,
-                        tower::layer::util::Identity,
-                    >,
-                >,
-            >,
-        >,
-    >,
-> {
-    let h = |name: &'static str, value: &'static str| {
-        SetResponseHeaderLayer::if_not_present(
-            HeaderName::from_static(name),
-            HeaderValue::from_static(value),
-        )
-    };
-    ServiceBuilder::new()
-        .layer(h("x-content-type-options", "nosniff"))
-        .layer(h("x-frame-options", "DENY"))
-        .layer(h("referrer-policy", "no-referrer"))
-        .layer(h(
-            "content-security-policy",
-            "default-src 'none'; frame-ancestors 'none'",
-        ))
-        .layer(h(
-            "strict-transport-security",
-            "max-age=63072000; includeSubDomains",
-        ))
-}
+const SECURITY_HEADERS: [(&str, &str); 5] = [
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "no-referrer"),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+    (
+        "strict-transport-security",
+        "max-age=63072000; includeSubDomains",
+    ),
+];
 
 /// Runs the Redis broker's position check every `every` while the broker lives.
 fn spawn_position_check(broker: &Arc<RedisBroker>, every: Duration) {

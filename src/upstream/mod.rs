@@ -293,6 +293,20 @@ fn scrub_key_like(text: &str) -> String {
     out
 }
 
+/// A bounded label for an upstream path (call ids folded into `{id}`).
+fn endpoint_label(path: &str) -> &'static str {
+    match path.trim_start_matches('/') {
+        "responses" => "responses",
+        "moderations" => "moderations",
+        "realtime/client_secrets" => "realtime/client_secrets",
+        "realtime/calls" => "realtime/calls",
+        p if p.starts_with("realtime/calls/") && p.ends_with("/hangup") => {
+            "realtime/calls/{id}/hangup"
+        }
+        _ => "other",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,19 +331,5 @@ mod tests {
         for attempt in 0..20 {
             assert!(full_jitter(attempt) <= Duration::from_secs(4));
         }
-    }
-}
-
-/// A bounded label for an upstream path (call ids folded into `{id}`).
-fn endpoint_label(path: &str) -> &'static str {
-    match path.trim_start_matches('/') {
-        "responses" => "responses",
-        "moderations" => "moderations",
-        "realtime/client_secrets" => "realtime/client_secrets",
-        "realtime/calls" => "realtime/calls",
-        p if p.starts_with("realtime/calls/") && p.ends_with("/hangup") => {
-            "realtime/calls/{id}/hangup"
-        }
-        _ => "other",
     }
 }

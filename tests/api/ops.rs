@@ -110,12 +110,19 @@ async fn a_request_that_takes_too_long_is_408_in_the_json_shape() {
     })
     .await;
     let started = std::time::Instant::now();
-    let (st, e) = app
-        .post_json(
-            "/api/agent/run",
-            &json!({"model": "gpt-4o-mini", "input": "please hang"}),
-        )
-        .await;
+    let resp = app
+        .client
+        .post(app.url("/api/agent/run"))
+        .json(&json!({"model": "gpt-4o-mini", "input": "please hang"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["x-content-type-options"],
+        "nosniff",
+        "timeouts carry the security headers too"
+    );
+    let (st, e) = split(resp).await;
     assert_error(st, &e, 408, "request_timeout");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
