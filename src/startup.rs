@@ -183,25 +183,53 @@ impl Application {
         self.run_with_shutdown(shutdown_signal()).await
     }
 
-    /// Serves until `signal` completes, then closes every event-channel connection with
-    /// 1012 (clients reconnect elsewhere with `since`/`epoch`), stops accepting and drains
-    /// in-flight requests.
+    /// Serves until `signal` completes. Then it stops accepting, closes event-channel
+    /// connections with 1012 in batches (clients reconnect elsewhere with `since`/`epoch`,
+    /// without all arriving at once), and drains in-flight requests, giving up after
+    /// `SWITCHBOARD_SHUTDOWN_TIMEOUT`.
     pub async fn run_with_shutdown(
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let hub = self.state.hub.clone();
+        let budget = self.state.config.ops.shutdown_timeout;
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let closer = hub.clone();
         let signal = async move {
             signal.await;
-            hub.close_all(proto_events::CloseCode::ServiceRestart);
+            let _ = stopping_tx.send(());
+            tokio::spawn(close_in_batches(closer, budget / 2));
         };
         let app = router(self.state);
-        axum::serve(
+        let serve = axum::serve(
             self.listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(signal)
-        .await
+        .with_graceful_shutdown(signal);
+        let deadline = async move {
+            if stopping_rx.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(budget).await;
+        };
+        // Upgraded sockets are not the server's to wait for: wait until they are gone too.
+        let drained = async move {
+            let r = serve.await;
+            while hub.connection_count() > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            r
+        };
+        tokio::select! {
+            r = drained => {
+                tracing::info!("drained; stopped");
+                r
+            }
+            () = deadline => {
+                tracing::warn!(timeout = ?budget, "shutdown timeout: exiting with requests still in flight");
+                Ok(())
+            }
+        }
     }
 }
 
@@ -242,6 +270,25 @@ pub fn router(state: AppState) -> Router {
     }
     app.with_state(state)
 }
+
+/// Closes every connection with 1012, at most [`CLOSE_BATCH`] every 50 ms, spread so the
+/// last batch goes out within `within`.
+async fn close_in_batches(hub: Arc<Hub>, within: Duration) {
+    let total = hub.connection_count();
+    let batches = total.div_ceil(CLOSE_BATCH).max(1);
+    let pause = (within / batches as u32).min(Duration::from_millis(50));
+    tracing::info!(
+        connections = total,
+        batches,
+        "closing event-channel connections (1012)"
+    );
+    while hub.close_some(proto_events::CloseCode::ServiceRestart, CLOSE_BATCH) > 0 {
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// Connections closed per batch at shutdown.
+const CLOSE_BATCH: usize = 500;
 
 /// Headers every response carries unless its handler set them: no MIME sniffing, no
 /// framing, no referrer, a closed content policy (JSON needs none), HSTS for the TLS front.

@@ -112,9 +112,12 @@ pub async fn list(State(state): State<AppState>) -> Json<Vec<ToolInfo>> {
     responses((status = 200, body = ToolExecutionResult),
         (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
         (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
-        (status = 422, body = crate::error::ErrorBody)))]
+        (status = 422, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
 pub async fn execute(
     State(state): State<AppState>,
+    // Tools may call the model (the supervisor, the returns check): the same access rules
+    // and rate limits as the model-backed endpoints.
+    _access: crate::auth::caller::ModelAccess,
     headers: HeaderMap,
     Json(req): Json<ToolExecutionRequest>,
 ) -> Result<Json<ToolExecutionResult>, ApiError> {

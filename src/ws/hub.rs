@@ -97,6 +97,24 @@ impl Hub {
         }
     }
 
+    /// Asks up to `n` connections not yet asked to close with `code`; returns how many were
+    /// asked (0 when none is left).
+    pub fn close_some(&self, code: CloseCode, n: usize) -> usize {
+        let mut asked = 0;
+        for mut conns in self.sessions.iter_mut() {
+            for c in conns.iter_mut() {
+                if asked == n {
+                    return asked;
+                }
+                if let Some(tx) = c.close.take() {
+                    let _ = tx.send(code);
+                    asked += 1;
+                }
+            }
+        }
+        asked
+    }
+
     /// Asks every connection to close with `code` (shutdown).
     pub fn close_all(&self, code: CloseCode) {
         for mut conns in self.sessions.iter_mut() {

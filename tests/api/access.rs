@@ -64,7 +64,7 @@ async fn without_credentials_redis_mode_refuses_every_model_backed_call_before_t
     })
     .await;
     use reqwest::Method;
-    let calls: [(Method, &str, Option<Value>); 6] = [
+    let calls: [(Method, &str, Option<Value>); 7] = [
         (Method::GET, "/api/session", None),
         (Method::GET, "/api/session2?scenario_id=retail", None),
         (

@@ -32,5 +32,6 @@ mod scenarios;
 mod sdk_sessions;
 mod session2;
 mod sessions;
+mod shutdown;
 mod tools;
 mod user_tokens;
