@@ -87,6 +87,13 @@ async fn without_credentials_redis_mode_refuses_every_model_backed_call_before_t
             "/api/moderate",
             Some(json!({"text": "hello"})),
         ),
+        (
+            Method::POST,
+            "/api/tools/execute",
+            Some(
+                json!({"tool": "getNextResponseFromSupervisor", "args": {"relevantContextFromLastUserMessage": "hi"}}),
+            ),
+        ),
     ];
     for (m, p, body) in calls.iter().cloned() {
         let (st, e) = split(send(&app, m.clone(), p, None, body.clone()).await).await;
