@@ -126,3 +126,44 @@ async fn a_request_that_takes_too_long_is_408_in_the_json_shape() {
     assert_error(st, &e, 408, "request_timeout");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+#[test]
+fn the_dashboard_and_deploy_files_name_real_metrics_and_parse() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let read = |p: &str| std::fs::read_to_string(format!("{root}/{p}")).unwrap();
+    let documented = read("src/metrics.rs");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("deploy/grafana/switchboard.json")).unwrap();
+    let re = regex::Regex::new(r"switchboard_[a-z_]+").unwrap();
+    let mut names = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            for m in re.find_iter(target["expr"].as_str().unwrap()) {
+                let name = m.as_str().trim_end_matches("_bucket");
+                assert!(
+                    documented.contains(&format!("`{name}`")),
+                    "{name} in the dashboard is not a metric Switchboard exports"
+                );
+                names += 1;
+            }
+        }
+    }
+    assert!(names >= 12);
+    for yaml in [
+        "docker-compose.yml",
+        "deploy/otel-collector.yaml",
+        "deploy/prometheus.yml",
+    ] {
+        let v: serde_json::Value = serde_yaml_ng::from_str(&read(yaml)).unwrap();
+        assert!(v.is_object(), "{yaml}");
+    }
+    let fly = read("fly.toml");
+    for needle in [
+        "kill_signal = \"SIGTERM\"",
+        "path = \"/api/ready\"",
+        "type = \"tcp\"",
+        "type = \"connections\"",
+    ] {
+        assert!(fly.contains(needle), "fly.toml lacks {needle}");
+    }
+}
