@@ -129,3 +129,120 @@ async fn a_request_that_outlives_the_budget_does_not_hold_the_process() {
         "the stuck request was cut off"
     );
 }
+
+/// The real binary with JSON logs at info: the upstream echoes our key in an error, the
+/// browser sends its token in URLs and headers. Neither the key nor any session token
+/// appears in a response body or a log line.
+#[tokio::test]
+async fn no_log_line_or_response_carries_the_key_or_a_session_token() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, ResponseTemplate};
+    let upstream = wiremock::MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/realtime/client_secrets"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(client_secret_body()))
+        .mount(&upstream)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/responses"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": {
+            "message": format!("Incorrect API key provided: {UPSTREAM_KEY}."),
+            "type": "invalid_request_error", "code": "invalid_api_key"}})))
+        .mount(&upstream)
+        .await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let logs = tempfile::NamedTempFile::new().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .env_clear()
+        .env("SWITCHBOARD_PORT", port.to_string())
+        .env("OPENAI_API_KEY", UPSTREAM_KEY)
+        .env("OPENAI_BASE_URL", format!("{}/v1", upstream.uri()))
+        .env("SWITCHBOARD_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(logs.reopen().unwrap())
+        .stderr(logs.reopen().unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..200 {
+        if client
+            .get(format!("{base}/api/health"))
+            .send()
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(up);
+    let boot: serde_json::Value = client
+        .get(format!("{base}/api/session2?scenario_id=retail"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (sid, token) = (
+        boot["session_id"].as_str().unwrap().to_owned(),
+        boot["events"]["token"].as_str().unwrap().to_owned(),
+    );
+    let mut bodies = Vec::new();
+    let r = client
+        .post(format!("{base}/api/responses"))
+        .json(&json!({"model": "gpt-4o-mini", "input": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    bodies.push(r.text().await.unwrap());
+    for url in [
+        format!("{base}/api/sessions/{sid}?token={token}"),
+        format!("{base}/api/sessions/{sid}/events?since=0"),
+        format!("{base}/api/sessions/not-{sid}"),
+    ] {
+        let r = client.get(&url).bearer_auth(&token).send().await.unwrap();
+        bodies.push(r.text().await.unwrap());
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "ws://127.0.0.1:{port}/api/ws?session_id={sid}&token={token}"
+    ))
+    .await
+    .unwrap();
+    let _ = crate::support::channel::next_json(&mut ws).await;
+    drop(ws);
+    let bad = tokio_tungstenite::connect_async(format!(
+        "ws://127.0.0.1:{port}/api/ws?session_id={sid}&token={token}x"
+    ))
+    .await;
+    drop(bad);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sigterm(&child);
+    let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+    let log = std::fs::read_to_string(logs.path()).unwrap();
+    assert!(log.lines().count() > 5, "the instance logged: {log}");
+    assert!(
+        log.lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "every line is JSON"
+    );
+    assert!(log.contains("request_id"), "lines carry the request id");
+    for (what, secret) in [
+        ("upstream key", UPSTREAM_KEY),
+        ("session token", token.as_str()),
+    ] {
+        assert!(!log.contains(secret), "the {what} is in the log:\n{log}");
+        for b in &bodies {
+            assert!(!b.contains(secret), "the {what} is in a response: {b}");
+        }
+    }
+    assert!(bodies[0].contains("upstream"), "{}", bodies[0]);
+}
