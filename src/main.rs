@@ -22,11 +22,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match app.run_until_stopped().await {
+    let code = match app.run_until_stopped().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "server stopped with an error");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry::shutdown();
+    code
 }

@@ -84,6 +84,7 @@ pub async fn track_http(req: Request, next: Next) -> Response {
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let resp = next.run(req).await;
+    crate::telemetry::record_route(&method, &route, resp.status().as_u16());
     let status = resp.status().as_u16().to_string();
     metrics::counter!("switchboard_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
     metrics::histogram!("switchboard_http_request_duration_seconds", "method" => method, "route" => route)

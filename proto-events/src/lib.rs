@@ -138,6 +138,9 @@ pub struct Envelope {
     /// W3C trace id of the request that caused the event, when traced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// W3C span id of the publishing span (with `trace_id`, what a delivery span links to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span_id: Option<String>,
 }
 
 /// A session's history position: which history, and the last `seq` in it (0 when empty).
@@ -183,6 +186,7 @@ mod tests {
             ts: "2026-01-01T00:00:00.000Z".into(),
             data: serde_json::json!({"a": 1}),
             trace_id: None,
+            span_id: None,
         };
         let v = serde_json::to_value(&env).unwrap();
         assert_eq!(v["type"], "x.note");

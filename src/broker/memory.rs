@@ -138,6 +138,8 @@ impl Broker for MemoryBroker {
         Ok(log.top())
     }
 
+    #[tracing::instrument(name = "broker.publish", level = "debug", skip_all,
+        fields(otel.kind = "producer", session_id = %session, event.r#type = %event.kind))]
     async fn publish(&self, session: &SessionId, event: Publish) -> Result<Published, BrokerError> {
         let log = self.log_or_create(session);
         let mut log = log.lock().expect("log lock");

@@ -171,8 +171,16 @@ pub fn encode(session: &SessionId, seq: u64, epoch: &str, event: &Publish) -> (u
         id,
         ts: crate::store::now_rfc3339(),
         data: event.data.clone(),
-        trace_id: event.trace_id.clone(),
+        trace_id: None,
+        span_id: None,
     };
+    let mut env = env;
+    if let Some((trace, span)) = crate::telemetry::current_ids() {
+        env.trace_id = Some(event.trace_id.clone().unwrap_or(trace));
+        env.span_id = Some(span);
+    } else {
+        env.trace_id = event.trace_id.clone();
+    }
     let json = serde_json::to_string(&env).expect("an envelope always serializes");
     (
         id,

@@ -313,6 +313,8 @@ impl Broker for RedisBroker {
         }
     }
 
+    #[tracing::instrument(name = "broker.publish", level = "debug", skip_all,
+        fields(otel.kind = "producer", session_id = %session, event.r#type = %event.kind))]
     async fn publish(&self, session: &SessionId, event: Publish) -> Result<Published, BrokerError> {
         let (meta, events, channel) = self.keys(session);
         // Serialize once with placeholders; the script splices in the seq and epoch.

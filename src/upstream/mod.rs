@@ -160,6 +160,8 @@ impl UpstreamClient {
         Ok((location, answer))
     }
 
+    #[tracing::instrument(name = "upstream", level = "debug", skip_all,
+        fields(otel.kind = "client", endpoint = endpoint_label(path), model, http.response.status_code, retries))]
     async fn send(
         &self,
         client: &reqwest::Client,
@@ -167,6 +169,11 @@ impl UpstreamClient {
         body: impl Into<Body<'_>>,
     ) -> Result<reqwest::Response, UpstreamError> {
         let body = body.into();
+        if let Body::Json(v) = &body
+            && let Some(m) = v.get("model").and_then(|m| m.as_str())
+        {
+            tracing::Span::current().record("model", m);
+        }
         let url = format!("{}/{}", self.base_url, path.trim_start_matches('/'));
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.key.expose_secret()))
             .map_err(|_| UpstreamError::Transport("the API key is not a valid header".into()))?;
@@ -194,7 +201,12 @@ impl UpstreamClient {
             metrics::histogram!("switchboard_upstream_request_duration_seconds", "endpoint" => endpoint)
                 .record(started.elapsed().as_secs_f64());
             let (err, retry_after) = match result {
-                Ok(resp) if resp.status().is_success() => return Ok(resp),
+                Ok(resp) if resp.status().is_success() => {
+                    let span = tracing::Span::current();
+                    span.record("http.response.status_code", resp.status().as_u16());
+                    span.record("retries", attempt);
+                    return Ok(resp);
+                }
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let retry_after = resp
@@ -214,6 +226,10 @@ impl UpstreamClient {
                 UpstreamError::Transport(_) => true,
                 _ => false,
             };
+            tracing::Span::current().record("retries", attempt);
+            if let UpstreamError::Status { status, .. } = &err {
+                tracing::Span::current().record("http.response.status_code", status);
+            }
             if !retryable || attempt >= self.retries {
                 tracing::warn!(path, attempt, error = %err, "upstream call failed");
                 return Err(err);

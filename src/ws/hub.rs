@@ -143,6 +143,8 @@ impl LiveSink for Hub {
             return;
         };
         crate::metrics::delivering(&frame, conns.len());
+        let span = crate::telemetry::delivery_span(frame.json.as_str(), conns.len());
+        let _entered = span.as_ref().map(|s| s.enter());
         let mut dropped = 0;
         conns.retain_mut(|c| match c.tx.try_send(frame.clone()) {
             Ok(()) => true,

@@ -34,4 +34,5 @@ mod session2;
 mod sessions;
 mod shutdown;
 mod tools;
+mod traces;
 mod user_tokens;
