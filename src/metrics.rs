@@ -25,6 +25,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use dashmap::DashMap;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::state::AppState;
@@ -74,22 +75,69 @@ pub async fn render(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Counts every HTTP request by route template and status, with its latency.
+/// Counts every HTTP request by route template and status, with its latency. The metric
+/// handles are cached per (method, route, status), so the hot path does one map lookup
+/// instead of building label sets.
 pub async fn track_http(req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let resp = next.run(req).await;
-    crate::telemetry::record_route(&method, &route, resp.status().as_u16());
-    let status = resp.status().as_u16().to_string();
-    metrics::counter!("switchboard_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
-    metrics::histogram!("switchboard_http_request_duration_seconds", "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", |p| p.as_str());
+    let status = resp.status().as_u16();
+    crate::telemetry::record_route(method.as_str(), route, status);
+    let key = {
+        use std::hash::BuildHasher;
+        HASHER.hash_one((method.as_str(), route, status))
+    };
+    let handles = HTTP
+        .entry(key)
+        .or_insert_with(|| {
+            let (m, r) = (method.as_str().to_owned(), route.to_owned());
+            (
+                metrics::counter!("switchboard_http_requests_total", "method" => m.clone(), "route" => r.clone(), "status" => status.to_string()),
+                metrics::histogram!("switchboard_http_request_duration_seconds", "method" => m, "route" => r),
+            )
+        })
+        .clone();
+    handles.0.increment(1);
+    handles.1.record(started.elapsed().as_secs_f64());
     resp
+}
+
+static HASHER: std::sync::LazyLock<std::collections::hash_map::RandomState> =
+    std::sync::LazyLock::new(Default::default);
+static HTTP: std::sync::LazyLock<DashMap<u64, (metrics::Counter, metrics::Histogram)>> =
+    std::sync::LazyLock::new(DashMap::new);
+static PUBLISHED: std::sync::LazyLock<DashMap<String, metrics::Counter>> =
+    std::sync::LazyLock::new(DashMap::new);
+static DELIVERED: std::sync::LazyLock<DashMap<String, metrics::Counter>> =
+    std::sync::LazyLock::new(DashMap::new);
+static LAG: std::sync::LazyLock<metrics::Histogram> =
+    std::sync::LazyLock::new(|| metrics::histogram!("switchboard_publish_deliver_lag_seconds"));
+
+/// Distinct event-type labels per metric before custom types fold into `x.other`.
+const MAX_TYPE_LABELS: usize = 64;
+
+/// The cached counter of `name` for event type `kind`.
+fn per_type(
+    map: &DashMap<String, metrics::Counter>,
+    name: &'static str,
+    kind: &str,
+) -> metrics::Counter {
+    if let Some(c) = map.get(kind) {
+        return c.clone();
+    }
+    // Custom `x.*` types are chosen by publishers; past a bound they share one label so a
+    // stream of distinct names cannot grow the series count (or this map) without limit.
+    let kind = if map.len() >= MAX_TYPE_LABELS && !proto_events::KNOWN_EVENT_TYPES.contains(&kind) {
+        "x.other"
+    } else {
+        kind
+    };
+    map.entry(kind.to_owned())
+        .or_insert_with(|| metrics::counter!(name, "type" => kind.to_owned()))
+        .clone()
 }
 
 /// The event type of a serialized envelope, read from its first field without parsing the
@@ -103,21 +151,25 @@ pub fn event_type(json: &str) -> &str {
 /// Counts a frame handed to `receivers` local connections, and its publish→deliver lag.
 pub fn delivering(frame: &crate::broker::Frame, receivers: usize) {
     let json = frame.json.as_str();
-    metrics::counter!("switchboard_events_delivered_total", "type" => event_type(json).to_owned())
-        .increment(receivers as u64);
+    per_type(
+        &DELIVERED,
+        "switchboard_events_delivered_total",
+        event_type(json),
+    )
+    .increment(receivers as u64);
     if let Some(ts) = json
         .split_once("\"ts\":\"")
         .and_then(|(_, rest)| rest.split('"').next())
         .and_then(|ts| humantime::parse_rfc3339(ts).ok())
         && let Ok(lag) = std::time::SystemTime::now().duration_since(ts)
     {
-        metrics::histogram!("switchboard_publish_deliver_lag_seconds").record(lag.as_secs_f64());
+        LAG.record(lag.as_secs_f64());
     }
 }
 
 /// Counts a published event.
 pub fn published(kind: &str) {
-    metrics::counter!("switchboard_events_published_total", "type" => kind.to_owned()).increment(1);
+    per_type(&PUBLISHED, "switchboard_events_published_total", kind).increment(1);
 }
 
 #[cfg(test)]
@@ -129,5 +181,17 @@ mod tests {
             "agent.switch"
         );
         assert_eq!(super::event_type("garbage"), "unknown");
+    }
+
+    #[test]
+    fn custom_event_types_fold_into_one_label_past_the_bound() {
+        let map = dashmap::DashMap::new();
+        for i in 0..200 {
+            super::per_type(&map, "t_total", &format!("x.kind{i}"));
+        }
+        super::per_type(&map, "t_total", "agent.switch");
+        assert_eq!(map.len(), super::MAX_TYPE_LABELS + 2);
+        assert!(map.contains_key("x.other") && map.contains_key("agent.switch"));
+        assert!(!map.contains_key("x.kind150"));
     }
 }

@@ -193,8 +193,9 @@ pub fn current_ids() -> Option<(String, String)> {
         return None;
     }
     let cx = Span::current().context();
-    let sc = cx.span().span_context().clone();
-    sc.is_valid()
+    let span = cx.span();
+    let sc = span.span_context();
+    (sc.is_valid() && sc.is_sampled())
         .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
 }
 
@@ -204,26 +205,25 @@ pub fn delivery_span(json: &str, receivers: usize) -> Option<Span> {
     if !enabled() {
         return None;
     }
-    let field = |name: &str| {
-        json.split_once(&format!("\"{name}\":\""))
+    let field = |pattern: &str| {
+        json.split_once(pattern)
             .and_then(|(_, rest)| rest.split('"').next())
     };
+    // Untraced (or unsampled) events get no delivery span.
+    let (t, s) = (field("\"trace_id\":\"")?, field("\"span_id\":\"")?);
+    let (t, s) = (TraceId::from_hex(t).ok()?, SpanId::from_hex(s).ok()?);
     let span = tracing::debug_span!(
         "deliver",
         "otel.kind" = "consumer",
         event.r#type = crate::metrics::event_type(json),
         receivers,
     );
-    if let (Some(t), Some(s)) = (field("trace_id"), field("span_id"))
-        && let (Ok(t), Ok(s)) = (TraceId::from_hex(t), SpanId::from_hex(s))
-    {
-        span.add_link(SpanContext::new(
-            t,
-            s,
-            TraceFlags::SAMPLED,
-            true,
-            TraceState::default(),
-        ));
-    }
+    span.add_link(SpanContext::new(
+        t,
+        s,
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::default(),
+    ));
     Some(span)
 }

@@ -29,6 +29,7 @@ mod redis_mode;
 mod responses;
 mod scenario_files;
 mod scenarios;
+mod schemathesis;
 mod sdk_sessions;
 mod session2;
 mod sessions;
