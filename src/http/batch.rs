@@ -37,6 +37,10 @@ pub struct BatchItem {
     pub session_id: String,
     /// Event type (as for a single publish).
     #[serde(rename = "type")]
+    #[schema(
+        pattern = "^(agent\\.switch|tool\\.result|moderation\\.flagged|agent\\.message|call\\.started|call\\.ended|transcript\\.user|transcript\\.assistant|x\\.[A-Za-z0-9._-]+)$",
+        max_length = 64
+    )]
     pub kind: String,
     /// Payload (default `{}`).
     #[schema(value_type = Option<Object>)]

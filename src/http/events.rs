@@ -35,6 +35,10 @@ pub struct PublishRequest {
     /// `agent.switch`, `tool.result`, `moderation.flagged`, `agent.message`, `call.started`,
     /// `call.ended`, `transcript.user`, `transcript.assistant`, or a custom `x.<name>`.
     #[serde(rename = "type")]
+    #[schema(
+        pattern = "^(agent\\.switch|tool\\.result|moderation\\.flagged|agent\\.message|call\\.started|call\\.ended|transcript\\.user|transcript\\.assistant|x\\.[A-Za-z0-9._-]+)$",
+        max_length = 64
+    )]
     pub kind: String,
     /// Payload (any JSON; default `{}`).
     #[schema(value_type = Option<Object>)]

@@ -73,3 +73,38 @@ pub fn router() -> Router<AppState> {
         get(|| async { Json(ApiDoc::openapi()) }),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented pattern of an event type accepts exactly what the server accepts, so
+    /// generated clients (and schemathesis) do not send types the server then refuses.
+    #[test]
+    fn the_documented_event_type_pattern_matches_validation() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        for schema in ["PublishRequest", "BatchItem"] {
+            let prop = &doc["components"]["schemas"][schema]["properties"]["type"];
+            let pattern = prop["pattern"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{schema}"));
+            let re = regex::Regex::new(pattern).unwrap();
+            let samples = proto_events::KNOWN_EVENT_TYPES.iter().copied().chain([
+                "x.a",
+                "x.call.error",
+                "x.",
+                "x",
+                "agent.switch2",
+                "xagent.switch",
+                "x.a b",
+                "x.ü",
+                "",
+            ]);
+            for s in samples {
+                let accepted = s.parse::<proto_events::EventType>().is_ok();
+                assert_eq!(re.is_match(s), accepted, "{schema}: {s:?}");
+            }
+            assert_eq!(prop["maxLength"], proto_events::MAX_EVENT_TYPE_LEN);
+        }
+    }
+}

@@ -22,9 +22,22 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/responses", post(create))
 }
 
+/// The documented shape of a Responses API request: `model` is the one field this proxy
+/// checks; every other field (`input`, `instructions`, `tools`, `text`, `stream`, ...) is
+/// passed to the upstream as sent.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ResponsesRequest {
+    /// Model id, e.g. `gpt-4.1-mini`.
+    #[schema(min_length = 1, pattern = "\\S")]
+    model: String,
+    /// Stream the upstream's server-sent events.
+    stream: Option<bool>,
+}
+
 /// Creates a model response through the upstream.
 #[utoipa::path(post, path = "/api/responses", tag = "models",
-    request_body(content = Object, description = "A Responses API request (`model`, `input`, ...)"),
+    request_body(content = ResponsesRequest, description = "A Responses API request; fields other than `model` pass through unchanged"),
     responses((status = 401, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody),
 
         (status = 200, description = "The upstream response plus `output_text` (and `output_parsed` for json_schema formats); `text/event-stream` when `stream` is true", body = Object),
