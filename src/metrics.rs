@@ -187,9 +187,9 @@ mod tests {
     fn custom_event_types_fold_into_one_label_past_the_bound() {
         let map = dashmap::DashMap::new();
         for i in 0..200 {
-            super::per_type(&map, "t_total", &format!("x.kind{i}"));
+            super::per_type(&map, "t_total", &format!("x.kind{i}")).increment(1);
         }
-        super::per_type(&map, "t_total", "agent.switch");
+        super::per_type(&map, "t_total", "agent.switch").increment(1);
         assert_eq!(map.len(), super::MAX_TYPE_LABELS + 2);
         assert!(map.contains_key("x.other") && map.contains_key("agent.switch"));
         assert!(!map.contains_key("x.kind150"));
