@@ -79,9 +79,13 @@ impl Application {
                 Calls::new(Arc::new(MemoryLeases::default()), local_calls, None),
             ),
             Some(url) => {
-                let clients = RedisClients::connect(url)
+                let mut clients = RedisClients::connect(url)
                     .await
                     .with_context(|| format!("connecting to Redis at {}", redact(url)))?;
+                clients.min_replicas = config.ops.redis_min_replicas;
+                if clients.cluster {
+                    tracing::info!("Redis Cluster: sharded pub/sub, hash-tagged memory keys");
+                }
                 let broker = RedisBroker::new(
                     &clients,
                     &config.redis_prefix,
@@ -100,7 +104,8 @@ impl Application {
                     &agents.memory_prefix,
                     agents.memory_max_items,
                     Some(agents.memory_ttl),
-                );
+                )
+                .hash_tagged(clients.cluster);
                 let bus = Bus::start(
                     clients.client.clone(),
                     clients.control.clone(),

@@ -16,6 +16,15 @@
 //! that was trimmed past the gap or replaced (new epoch) closes the session's sockets with
 //! 4013. After a reconnect the instance re-subscribes every held session itself (fred's
 //! `manage_subscriptions` sends an empty PSUBSCRIBE that Redis rejects) and catches each up.
+//!
+//! On a Redis Cluster the same layout holds (every key of a session shares its `{S}` slot)
+//! and live delivery uses sharded pub/sub: the scripts `SPUBLISH` on the session's channel,
+//! which lives on the slot's primary, and the instance `SSUBSCRIBE`s there. A reconnect or
+//! a topology change (failover, resharding) re-subscribes every held channel at its current
+//! owner and catches each session up from its stream. With `min_replicas` set, a publish
+//! answers only after that many replicas hold it (`WAIT`), so a failover does not lose an
+//! acknowledged event; a history that went backwards anyway closes the session's sockets
+//! with 4013 rather than reusing seqs silently.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +70,14 @@ pub struct RedisBroker {
     subs: DashMap<SessionId, Arc<tokio::sync::Mutex<usize>>>,
     /// Live-delivery state of every subscribed session.
     seqs: DashMap<SessionId, Arc<std::sync::Mutex<Sequencer>>>,
+    /// Redis Cluster: sharded pub/sub.
+    sharded: bool,
+    /// Replicas that must acknowledge a publish before it is answered (0: none).
+    min_replicas: u32,
 }
+
+/// How long a publish waits for its replicas.
+const REPLICA_WAIT_MS: i64 = 500;
 
 fn unavailable(e: Error) -> BrokerError {
     metrics::counter!("switchboard_redis_errors_total", "op" => "broker").increment(1);
@@ -90,6 +106,8 @@ impl RedisBroker {
             history: Script::from_lua(HISTORY_LUA),
             subs: DashMap::new(),
             seqs: DashMap::new(),
+            sharded: clients.cluster,
+            min_replicas: clients.min_replicas,
         });
         broker.spawn_listeners();
         broker
@@ -107,6 +125,38 @@ impl RedisBroker {
     fn session_of(&self, channel: &str) -> Option<SessionId> {
         let rest = channel.strip_prefix(&self.prefix)?.strip_prefix(":{")?;
         rest.strip_suffix('}')?.parse().ok()
+    }
+
+    fn publish_command(&self) -> &'static str {
+        if self.sharded { "SPUBLISH" } else { "PUBLISH" }
+    }
+
+    /// Blocks until `min_replicas` replicas of the session's primary acknowledged every
+    /// write sent on the connection so far (this publish included); an error otherwise, so
+    /// the publisher retries with its idempotency key instead of trusting a write that a
+    /// failover could drop.
+    async fn wait_for_replicas(&self, session: &SessionId) -> Result<(), BrokerError> {
+        let (meta, _, _) = self.keys(session);
+        let slot = fred::util::redis_keyslot(meta.as_bytes());
+        let options = fred::types::config::Options {
+            cluster_hash: Some(fred::types::ClusterHash::Custom(slot)),
+            ..Default::default()
+        };
+        let acked: i64 = self
+            .client
+            .with_options(&options)
+            .wait(i64::from(self.min_replicas), REPLICA_WAIT_MS)
+            .await
+            .map_err(unavailable)?;
+        if acked < i64::from(self.min_replicas) {
+            metrics::counter!("switchboard_redis_errors_total", "op" => "replica_wait")
+                .increment(1);
+            return Err(BrokerError(format!(
+                "only {acked} of {} replicas acknowledged the publish within {REPLICA_WAIT_MS} ms",
+                self.min_replicas
+            )));
+        }
+        Ok(())
     }
 
     fn ttl_ms(&self) -> u64 {
@@ -145,6 +195,21 @@ impl RedisBroker {
                 b.resubscribe_and_catch_up().await;
             }
         });
+        if self.sharded {
+            // A failover or resharding moves slots (and their shard channels) to other
+            // primaries: subscribe there and fill what was missed meanwhile.
+            let weak = Arc::downgrade(self);
+            let mut changes = self.subscriber.cluster_change_rx();
+            tokio::spawn(async move {
+                while changes.recv().await.is_ok() {
+                    let Some(b) = weak.upgrade() else { break };
+                    tracing::info!(
+                        "Redis Cluster topology changed; re-subscribing and catching up"
+                    );
+                    b.resubscribe_and_catch_up().await;
+                }
+            });
+        }
     }
 
     fn on_message(self: &Arc<Self>, msg: Message) {
@@ -234,12 +299,28 @@ impl RedisBroker {
 
     async fn resubscribe_and_catch_up(self: &Arc<Self>) {
         let channels: Vec<String> = self.seqs.iter().map(|e| self.keys(e.key()).2).collect();
-        for chunk in channels.chunks(500) {
-            let mut delay = Duration::from_millis(100);
-            while let Err(e) = self.subscriber.subscribe(chunk.to_vec()).await {
-                tracing::warn!(error = %e, "re-subscribe failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
+        if self.sharded {
+            // One SSUBSCRIBE per channel: each goes to its slot's current primary (channels
+            // of one SSUBSCRIBE must share a slot, and sessions rarely do).
+            use futures_util::StreamExt;
+            futures_util::stream::iter(channels)
+                .for_each_concurrent(32, |channel| async move {
+                    let mut delay = Duration::from_millis(100);
+                    while let Err(e) = self.subscriber.ssubscribe(channel.clone()).await {
+                        tracing::warn!(error = %e, %channel, "re-subscribe failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(2));
+                    }
+                })
+                .await;
+        } else {
+            for chunk in channels.chunks(500) {
+                let mut delay = Duration::from_millis(100);
+                while let Err(e) = self.subscriber.subscribe(chunk.to_vec()).await {
+                    tracing::warn!(error = %e, "re-subscribe failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
             }
         }
         self.catch_up_all();
@@ -300,7 +381,12 @@ impl Broker for RedisBroker {
             .evalsha_with_reload(
                 &self.client,
                 vec![meta, events],
-                vec![channel, self.ttl_ms().to_string(), new_epoch()],
+                vec![
+                    channel,
+                    self.ttl_ms().to_string(),
+                    new_epoch(),
+                    self.publish_command().to_owned(),
+                ],
             )
             .await
             .map_err(unavailable)?;
@@ -350,6 +436,7 @@ impl Broker for RedisBroker {
                     }
                     .to_owned(),
                     IDEMPOTENCY_MS.to_string(),
+                    self.publish_command().to_owned(),
                 ],
             )
             .await
@@ -365,6 +452,9 @@ impl Broker for RedisBroker {
         let (Some(seq), Some(epoch), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(BrokerError("unexpected publish result".into()));
         };
+        if self.min_replicas > 0 {
+            self.wait_for_replicas(session).await?;
+        }
         if fresh {
             crate::metrics::published(event.kind.as_str());
         }
@@ -421,7 +511,12 @@ impl Broker for RedisBroker {
             let (_, _, channel) = self.keys(session);
             let seq = Arc::new(std::sync::Mutex::new(Sequencer::new()));
             self.seqs.insert(session.clone(), seq.clone());
-            if let Err(e) = self.subscriber.subscribe(channel).await {
+            let subscribed = if self.sharded {
+                self.subscriber.ssubscribe(channel).await
+            } else {
+                self.subscriber.subscribe(channel).await
+            };
+            if let Err(e) = subscribed {
                 self.seqs.remove(session);
                 return Err(unavailable(e));
             }
@@ -451,10 +546,12 @@ impl Broker for RedisBroker {
         if *count == 0 {
             self.seqs.remove(session);
             let (_, _, channel) = self.keys(session);
-            self.subscriber
-                .unsubscribe(channel)
-                .await
-                .map_err(unavailable)?;
+            if self.sharded {
+                self.subscriber.sunsubscribe(channel).await
+            } else {
+                self.subscriber.unsubscribe(channel).await
+            }
+            .map_err(unavailable)?;
         }
         Ok(())
     }

@@ -1,6 +1,11 @@
 //! Connecting to Redis: the command client and the pub/sub client that the Redis broker and
 //! store share, with the settings Switchboard relies on (RESP3, reconnect forever, bounded
 //! command time, no replay of a command after a reconnect).
+//!
+//! A `redis-cluster://` (or `rediss-cluster://`) URL names a Redis Cluster: seed nodes as
+//! `redis-cluster://h1:7000,h2:7001` or fred's `redis-cluster://h1:7000?node=h2:7001`; the
+//! rest of the topology is discovered. [`RedisClients::cluster`] then tells the broker to use
+//! sharded pub/sub and the memory to hash-tag its keys.
 
 use std::time::Duration;
 
@@ -18,6 +23,11 @@ pub struct RedisClients {
     pub subscriber: SubscriberClient,
     /// Pub/sub for control commands between instances.
     pub control: SubscriberClient,
+    /// The URL names a Redis Cluster.
+    pub cluster: bool,
+    /// Replicas that must acknowledge a publish before it is answered (0: none); set from
+    /// `SWITCHBOARD_REDIS_MIN_REPLICAS` after connecting.
+    pub min_replicas: u32,
 }
 
 impl RedisClients {
@@ -25,8 +35,9 @@ impl RedisClients {
     /// no automatic replay of a command after a reconnect: a publish must not run twice).
     pub async fn connect(url: &str) -> Result<Self, BrokerError> {
         let err = |e: Error| BrokerError(e.to_string());
-        let mut config = Config::from_url(url).map_err(err)?;
+        let mut config = Config::from_url(&cluster_url(url)).map_err(err)?;
         config.version = RespVersion::RESP3;
+        let cluster = config.server.is_clustered();
         let builder = || {
             let mut b = Builder::from_config(config.clone());
             b.with_connection_config(|c| {
@@ -61,8 +72,46 @@ impl RedisClients {
             client,
             subscriber,
             control,
+            cluster,
+            min_replicas: 0,
         })
     }
+}
+
+/// Rewrites the comma form of a cluster URL (`redis-cluster://[auth@]h1:p1,h2:p2[/db][?q]`)
+/// into fred's (`redis-cluster://[auth@]h1:p1?node=h2:p2`); other URLs are unchanged.
+pub fn cluster_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    if !scheme.ends_with("-cluster") {
+        return url.to_owned();
+    }
+    let (auth, hosts_and_more) = match rest.rfind('@') {
+        Some(at) => (&rest[..=at], &rest[at + 1..]),
+        None => ("", rest),
+    };
+    let end = hosts_and_more
+        .find(['/', '?'])
+        .unwrap_or(hosts_and_more.len());
+    let (hosts, more) = hosts_and_more.split_at(end);
+    let mut hosts = hosts.split(',').filter(|h| !h.is_empty());
+    let Some(first) = hosts.next() else {
+        return url.to_owned();
+    };
+    let extra: Vec<String> = hosts.map(|h| format!("node={h}")).collect();
+    if extra.is_empty() {
+        return url.to_owned();
+    }
+    let (path, query) = match more.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (more, None),
+    };
+    let mut params = extra;
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        params.push(q.to_owned());
+    }
+    format!("{scheme}://{auth}{first}{path}?{}", params.join("&"))
 }
 
 /// A Redis URL without its password, for messages.
@@ -70,5 +119,29 @@ pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
         _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cluster_url;
+
+    #[test]
+    fn the_comma_form_of_a_cluster_url_becomes_fred_nodes() {
+        assert_eq!(
+            cluster_url("redis-cluster://h1:7000,h2:7001,h3:7002"),
+            "redis-cluster://h1:7000?node=h2:7001&node=h3:7002"
+        );
+        assert_eq!(
+            cluster_url("rediss-cluster://u:p@h1:7000,h2:7001?foo=1"),
+            "rediss-cluster://u:p@h1:7000?node=h2:7001&foo=1"
+        );
+        for same in [
+            "redis-cluster://h1:7000",
+            "redis-cluster://h1:7000?node=h2:7001",
+            "redis://h:6379/0",
+        ] {
+            assert_eq!(cluster_url(same), same);
+        }
     }
 }

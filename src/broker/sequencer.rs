@@ -166,8 +166,11 @@ impl Sequencer {
 
     /// The position check: catch up when the history is ahead or on another epoch.
     pub fn check(&mut self, top: &Top) -> Step {
-        let behind = top.seq > self.last || self.epoch.as_deref() != Some(top.epoch.as_str());
-        if behind {
+        // Ahead: a message was lost. Behind what was delivered: Redis lost acknowledged
+        // writes (a failover) or a frame raced this read; the catch-up tells them apart
+        // (an incomplete history resets the session's sockets).
+        let off = top.seq != self.last || self.epoch.as_deref() != Some(top.epoch.as_str());
+        if off {
             self.force_catch_up()
         } else {
             Step::default()
@@ -307,5 +310,19 @@ mod tests {
             seqs(&s.caught_up(Some(history("e", 5, 4..=5, true)))),
             [4, 5]
         );
+    }
+
+    #[test]
+    fn a_history_that_went_backwards_resets_instead_of_reusing_seqs() {
+        // Delivered up to 5; a failover lost 4 and 5, so Redis now says 3.
+        let mut s = Sequencer::new();
+        s.start(Some(top("e", 3)));
+        assert_eq!(seqs(&s.offer(f(4))), [4]);
+        assert_eq!(seqs(&s.offer(f(5))), [5]);
+        assert!(s.check(&top("e", 3)).catch_up);
+        let step = s.caught_up(Some(history("e", 3, 1..=3, false)));
+        assert!(step.reset && step.deliver.is_empty());
+        // Numbering continues from what Redis holds: the next publish (seq 4) is delivered.
+        assert_eq!(seqs(&s.offer(f(4))), [4]);
     }
 }

@@ -1,5 +1,6 @@
-//! Operational settings: request timeouts and graceful shutdown
-//! (`SWITCHBOARD_REQUEST_TIMEOUT`, `SWITCHBOARD_SHUTDOWN_TIMEOUT`).
+//! Operational settings: request timeouts, graceful shutdown and publish durability
+//! (`SWITCHBOARD_REQUEST_TIMEOUT`, `SWITCHBOARD_SHUTDOWN_TIMEOUT`,
+//! `SWITCHBOARD_REDIS_MIN_REPLICAS`).
 
 use std::time::Duration;
 
@@ -18,6 +19,10 @@ pub struct OpsCli {
     /// exiting anyway.
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_TIMEOUT", default_value = "20s")]
     pub shutdown_timeout: String,
+    /// Replicas that must hold a published event before the publish is answered (Redis
+    /// `WAIT`, 500 ms; a shortfall is a 503 the publisher retries). 0 answers at once.
+    #[arg(long, env = "SWITCHBOARD_REDIS_MIN_REPLICAS", default_value = "0")]
+    pub redis_min_replicas: String,
 }
 
 /// Checked operational settings.
@@ -27,6 +32,8 @@ pub struct OpsSettings {
     pub request_timeout: Duration,
     /// Graceful-shutdown budget.
     pub shutdown_timeout: Duration,
+    /// Replicas that must acknowledge a publish.
+    pub redis_min_replicas: u32,
 }
 
 impl Default for OpsSettings {
@@ -34,6 +41,7 @@ impl Default for OpsSettings {
         Self {
             request_timeout: Duration::from_secs(120),
             shutdown_timeout: Duration::from_secs(20),
+            redis_min_replicas: 0,
         }
     }
 }
@@ -49,9 +57,22 @@ impl OpsSettings {
         if shutdown_timeout < Duration::from_secs(1) {
             return Err(bad("SWITCHBOARD_SHUTDOWN_TIMEOUT", "must be at least 1s"));
         }
+        let redis_min_replicas = cli
+            .redis_min_replicas
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n <= 16)
+            .ok_or_else(|| {
+                bad(
+                    "SWITCHBOARD_REDIS_MIN_REPLICAS",
+                    "use a number from 0 to 16",
+                )
+            })?;
         Ok(Self {
             request_timeout,
             shutdown_timeout,
+            redis_min_replicas,
         })
     }
 }

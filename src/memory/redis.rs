@@ -4,6 +4,10 @@
 //! `LRANGE -N -1`, `RPOP`). `clear_session` deletes those and the SDK's `<prefix>:<A>:counter`.
 //! The lock is `<prefix>:<A>:lock` (`SET NX PX` with a token); appends made under a lock are
 //! one Lua script that checks the token first.
+//!
+//! On a Redis Cluster the session id is hash-tagged, `<prefix>:{<A>}`, so a session's keys
+//! share a slot (the scripts touch several). An SDK worker reads the same conversation by
+//! opening `RedisSession("{" + A + "}", ...)` on the cluster.
 
 use std::time::Duration;
 
@@ -23,6 +27,7 @@ pub struct RedisMemory {
     add: Script,
     unlock: Script,
     extend: Script,
+    hash_tag: bool,
 }
 
 fn unavailable(e: Error) -> MemoryError {
@@ -42,11 +47,22 @@ impl RedisMemory {
             add: Script::from_lua(include_str!("lua/add_items.lua")),
             unlock: Script::from_lua(include_str!("lua/unlock.lua")),
             extend: Script::from_lua(include_str!("lua/extend_lock.lua")),
+            hash_tag: false,
         }
     }
 
+    /// Hash-tags session ids in keys (`<prefix>:{<A>}`), as a Redis Cluster requires.
+    pub fn hash_tagged(mut self, on: bool) -> Self {
+        self.hash_tag = on;
+        self
+    }
+
     fn session_key(&self, s: &str) -> String {
-        format!("{}:{s}", self.prefix)
+        if self.hash_tag {
+            format!("{}:{{{s}}}", self.prefix)
+        } else {
+            format!("{}:{s}", self.prefix)
+        }
     }
 }
 

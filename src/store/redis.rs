@@ -96,25 +96,36 @@ impl SessionStore for RedisStore {
         if let Some(u) = &s.user_id {
             fields.push(("user_id", u.clone()));
         }
+        // Marks when this dataset began (kept if already set): see `dataset_since`. Its own
+        // command, sent alongside the transaction: on a Redis Cluster the marker and the
+        // session live in different slots, which one MULTI cannot span.
+        let mark = async {
+            let _: () = self
+                .client
+                .set(
+                    format!("{}:dataset", self.prefix),
+                    crate::auth::unix_now_ms(),
+                    None,
+                    Some(SetOptions::NX),
+                    false,
+                )
+                .await
+                .map_err(unavailable)?;
+            Ok::<_, StoreError>(())
+        };
         let tx = self.client.multi();
-        // Marks when this dataset began (kept if already set): see `dataset_since`.
-        let _: () = tx
-            .set(
-                format!("{}:dataset", self.prefix),
-                crate::auth::unix_now_ms(),
-                None,
-                Some(SetOptions::NX),
-                false,
-            )
-            .await
-            .map_err(unavailable)?;
         let _: () = tx.del(&key).await.map_err(unavailable)?;
         let _: () = tx.hset(&key, fields).await.map_err(unavailable)?;
         let _: () = tx
             .pexpire(&key, self.ttl.as_millis() as i64, None)
             .await
             .map_err(unavailable)?;
-        let _: () = tx.exec(true).await.map_err(unavailable)?;
+        let (marked, written) = tokio::join!(mark, async {
+            let _: () = tx.exec(true).await.map_err(unavailable)?;
+            Ok::<_, StoreError>(())
+        });
+        marked?;
+        written?;
         Ok(())
     }
 

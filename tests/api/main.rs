@@ -24,6 +24,7 @@ mod python_sdk;
 mod realtime_calls;
 mod realtime_edges;
 mod realtime_takeover;
+mod redis_cluster;
 mod redis_faults;
 mod redis_mode;
 mod responses;

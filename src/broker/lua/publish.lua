@@ -1,6 +1,8 @@
 local meta, events, idem = KEYS[1], KEYS[2], KEYS[3]
 local channel, maxlen, ttl, fresh_epoch = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local head, tail, id, use_idem, idem_ttl = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+-- PUBLISH, or SPUBLISH on a Redis Cluster (the channel hashes to the keys' slot).
+local pub = ARGV[10]
 if use_idem == '1' then
   local prev = redis.call('GET', idem)
   if prev then return {0, prev} end
@@ -10,14 +12,14 @@ if not epoch then
   epoch = fresh_epoch
   redis.call('HSET', meta, 'epoch', epoch, 'seq', 0)
   redis.call('DEL', events)
-  redis.call('PUBLISH', channel, 'reset ' .. epoch)
+  redis.call(pub, channel, 'reset ' .. epoch)
 end
 local seq = redis.call('HINCRBY', meta, 'seq', 1)
 local env = head .. seq .. ',"epoch":"' .. epoch .. '"' .. tail
 redis.call('XADD', events, 'MAXLEN', '~', maxlen, seq .. '-0', 'e', env)
 redis.call('PEXPIRE', meta, ttl)
 redis.call('PEXPIRE', events, ttl)
-redis.call('PUBLISH', channel, seq .. ' ' .. env)
+redis.call(pub, channel, seq .. ' ' .. env)
 local result = seq .. ' ' .. epoch .. ' ' .. id
 if use_idem == '1' then redis.call('SET', idem, result, 'PX', idem_ttl) end
 return {1, result}

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod channel;
+pub mod cluster;
 pub mod model;
 pub mod realtime;
 pub mod redis;

@@ -136,6 +136,15 @@ pub fn spawn_instance_process(
     prefix: &str,
     extra: &[(&str, String)],
 ) -> (tokio::process::Child, u16) {
+    spawn_instance_process_at(&redis.url(), prefix, extra)
+}
+
+/// [`spawn_instance_process`] on any Redis URL (a cluster's, say).
+pub fn spawn_instance_process_at(
+    redis_url: &str,
+    prefix: &str,
+    extra: &[(&str, String)],
+) -> (tokio::process::Child, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -144,7 +153,7 @@ pub fn spawn_instance_process(
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
     cmd.env_clear()
         .env("SWITCHBOARD_PORT", port.to_string())
-        .env("SWITCHBOARD_REDIS_URL", redis.url())
+        .env("SWITCHBOARD_REDIS_URL", redis_url)
         .env("SWITCHBOARD_REDIS_PREFIX", prefix)
         .env("SWITCHBOARD_SESSION_SECRET", super::SESSION_SECRET)
         .env("SWITCHBOARD_API_KEY", super::channel::API_KEY)
