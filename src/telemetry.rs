@@ -89,7 +89,13 @@ pub fn init(format: LogFormat) {
             );
             let tracer = p.tracer("switchboard");
             let _ = PROVIDER.set(p);
-            tracing_opentelemetry::layer().with_tracer(tracer)
+            // Per span, only what a trace viewer needs: no busy/idle timing on every poll,
+            // no thread or source-location attributes (each costs work on the event path).
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_tracked_inactivity(false)
+                .with_threads(false)
+                .with_location(false)
         })
     } else {
         None
