@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::redis_faults::publish_until;
 use crate::sdk_sessions::{call, create, say};
 use crate::support::channel::*;
 use crate::support::cluster::RedisCluster;
@@ -159,40 +160,6 @@ async fn events_cross_instances_recover_and_memory_works_on_a_cluster() {
     assert_eq!(close_code(&mut sockets[0]).await, Some(4009));
 }
 
-/// Publishes `x.n` to `sid` through `app` until `stop`, retrying refusals; returns the
-/// acknowledged seqs.
-fn publisher(
-    app: Arc<TestApp>,
-    sid: String,
-    stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<Vec<u64>> {
-    tokio::spawn(async move {
-        let mut acked = Vec::new();
-        while !stop.load(Ordering::Relaxed) {
-            let r = app
-                .client
-                .post(app.url(&format!("/api/sessions/{sid}/events")))
-                .bearer_auth(API_KEY)
-                .json(&json!({"type": "x.n"}))
-                .timeout(Duration::from_secs(5))
-                .send()
-                .await;
-            match r {
-                Ok(r) if r.status() == 202 => {
-                    acked.push(r.json::<Value>().await.unwrap()["seq"].as_u64().unwrap())
-                }
-                Ok(r) => {
-                    assert_eq!(r.status(), 503, "only 503 during a failover");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        acked
-    })
-}
-
 /// Every seq a socket of `s` on `port` receives until it holds all of `acked`, reconnecting
 /// (with `since`) whenever the socket closes, the way a browser client does.
 async fn receive_all(port: u16, s: &Sess, acked: &[u64]) -> Vec<u64> {
@@ -252,7 +219,7 @@ async fn a_primary_killed_mid_traffic_loses_no_acknowledged_event() {
     let stop = Arc::new(AtomicBool::new(false));
     let publishers: Vec<_> = sessions
         .iter()
-        .map(|s| publisher(a.clone(), s.id.clone(), stop.clone()))
+        .map(|s| publish_until(a.clone(), s.id.clone(), stop.clone()))
         .collect();
     tokio::time::sleep(Duration::from_millis(700)).await;
     cluster.kill(doomed);
@@ -264,7 +231,7 @@ async fn a_primary_killed_mid_traffic_loses_no_acknowledged_event() {
     stop.store(true, Ordering::Relaxed);
     let mut acked = Vec::new();
     for p in publishers {
-        acked.push(p.await.unwrap());
+        acked.push(p.await.unwrap().0);
     }
     assert!(
         acked[0].len() >= 10,

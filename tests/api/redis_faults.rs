@@ -14,7 +14,7 @@ use crate::support::*;
 
 /// Publishes `x.n` events through `app` until `stop`; returns the acknowledged seqs and
 /// how many publishes were refused.
-fn publish_until(
+pub fn publish_until(
     app: Arc<TestApp>,
     sid: String,
     stop: Arc<AtomicBool>,

@@ -36,14 +36,7 @@ fn spawn_node(port: u16, dir: &std::path::Path) -> Child {
         .args(["--dir", dir.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
+    super::redis::die_with_parent(&mut cmd);
     cmd.spawn()
         .expect("redis-server (install it: apt-get install -y redis-server)")
 }

@@ -52,15 +52,7 @@ impl RedisServer {
         .args(["--stream-node-max-entries", "4"])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-        // If the test process dies (a timeout kill), the server dies with it.
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        die_with_parent(&mut cmd);
         let child = cmd.spawn().unwrap_or_else(|e| {
             panic!(
                 "cannot start redis-server ({e}): install it (apt-get install -y redis-server); \
@@ -121,6 +113,18 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Makes `cmd`'s process die with the test process (a timeout kill leaves no server behind).
+pub fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
     }
 }
 
