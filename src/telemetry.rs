@@ -34,6 +34,63 @@ use crate::config::LogFormat;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+static SAMPLER: OnceLock<Sampling> = OnceLock::new();
+
+/// Target of the request span of a request that is not sampled: the OpenTelemetry layer
+/// ignores it and everything under it, so it costs what it costs with tracing off.
+const UNTRACED: &str = "switchboard::untraced";
+
+/// The sampling decision, taken before a request's span exists (`OTEL_TRACES_SAMPLER` and
+/// `OTEL_TRACES_SAMPLER_ARG`, as the SDK reads them; default `parentbased_always_on`).
+/// The SDK's own sampler is then always-on: it only ever sees spans decided here.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Sampling {
+    /// Follow an incoming `traceparent`'s sampled flag.
+    parent_based: bool,
+    /// Share of new traces sampled, 0 to 1.
+    ratio: f64,
+}
+
+impl Sampling {
+    fn from_env(name: Option<&str>, arg: Option<&str>) -> Self {
+        let ratio = || {
+            arg.and_then(|a| a.trim().parse::<f64>().ok())
+                .filter(|r| (0.0..=1.0).contains(r))
+                .unwrap_or(1.0)
+        };
+        let name = name.map(str::trim).unwrap_or("parentbased_always_on");
+        let (parent_based, root) = match name.strip_prefix("parentbased_") {
+            Some(root) => (true, root),
+            None => (false, name),
+        };
+        let ratio = match root {
+            "always_off" => 0.0,
+            "traceidratio" => ratio(),
+            _ => 1.0,
+        };
+        Self {
+            parent_based,
+            ratio,
+        }
+    }
+
+    /// Whether a request (with an incoming parent's sampled flag, if any) is traced.
+    fn sample(&self, parent_sampled: Option<bool>) -> bool {
+        match parent_sampled {
+            Some(flag) if self.parent_based => flag,
+            _ => self.ratio >= 1.0 || (self.ratio > 0.0 && rand::random::<f64>() < self.ratio),
+        }
+    }
+}
+
+fn sampling() -> Sampling {
+    *SAMPLER.get_or_init(|| {
+        Sampling::from_env(
+            std::env::var("OTEL_TRACES_SAMPLER").ok().as_deref(),
+            std::env::var("OTEL_TRACES_SAMPLER_ARG").ok().as_deref(),
+        )
+    })
+}
 
 /// True when traces are exported.
 pub fn enabled() -> bool {
@@ -66,6 +123,7 @@ fn provider() -> Option<SdkTracerProvider> {
     }
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
+        .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
         .with_resource(
             resource
                 .with_attribute(opentelemetry::KeyValue::new(
@@ -105,11 +163,12 @@ pub fn init(format: LogFormat) {
     // log only what RUST_LOG asks for. Without an exporter nothing wants those spans, so
     // they cost nothing.
     let otel = otel.map(|l| {
-        l.with_filter(
-            tracing_subscriber::filter::Targets::new()
-                .with_target("switchboard", tracing::Level::DEBUG)
-                .with_default(tracing::Level::INFO),
-        )
+        use tracing_subscriber::filter::FilterExt;
+        let levels = tracing_subscriber::filter::Targets::new()
+            .with_target(UNTRACED, tracing::level_filters::LevelFilter::OFF)
+            .with_target("switchboard", tracing::Level::DEBUG)
+            .with_default(tracing::Level::INFO);
+        l.with_filter(levels.and(tracing_subscriber::filter::DynFilterFn::new(traced)))
     });
     let registry = tracing_subscriber::registry().with(otel);
     let installed = match format {
@@ -128,6 +187,30 @@ pub fn init(format: LogFormat) {
     if installed.is_ok() && with_otel {
         ENABLED.store(true, Ordering::Relaxed);
     }
+}
+
+/// The OpenTelemetry layer's view: a request span decided as sampled, a delivery span (only
+/// built for sampled events), and whatever runs inside a span it already has. Inside a span
+/// it does not have (an unsampled request) nothing; outside any span (background work such
+/// as a call's sideband) a new trace, sampled at the configured ratio.
+fn traced<S>(meta: &tracing::Metadata<'_>, cx: &tracing_subscriber::layer::Context<'_, S>) -> bool
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    if meta.is_span()
+        && matches!(meta.name(), "http" | "deliver")
+        && meta.target().starts_with("switchboard")
+    {
+        return true;
+    }
+    if cx.lookup_current().is_some() {
+        return true;
+    }
+    // `lookup_current` only sees this layer's spans; `current_span` sees every span.
+    if cx.current_span().id().is_some() || meta.is_event() {
+        return false;
+    }
+    sampling().sample(None)
 }
 
 /// Flushes and stops the exporter (at exit).
@@ -150,6 +233,23 @@ impl Extractor for Headers<'_> {
     }
 }
 
+/// The request span at `target` (a literal: each target is its own callsite).
+macro_rules! http_span {
+    ($target:literal, $req:expr, $request_id:expr) => {
+        tracing::info_span!(
+            target: $target,
+            "http",
+            method = %$req.method(),
+            path = %$req.uri().path(),
+            request_id = %$request_id,
+            trace_id = Empty,
+            "http.route" = Empty,
+            "http.response.status_code" = Empty,
+            "otel.kind" = "server",
+        )
+    };
+}
+
 /// The span of one HTTP request: method, path (never the query, which may hold a token),
 /// request id, and (when tracing) the trace id, continuing an incoming `traceparent`. The
 /// route template and status are recorded once known.
@@ -159,24 +259,30 @@ pub fn request_span<B>(req: &Request<B>) -> Span {
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    let span = tracing::info_span!(
-        "http",
-        method = %req.method(),
-        path = %req.uri().path(),
-        request_id = %request_id,
-        trace_id = Empty,
-        "http.route" = Empty,
-        "http.response.status_code" = Empty,
-        "otel.kind" = "server",
-    );
-    if enabled() {
-        let parent =
-            opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(req.headers())));
+    if !enabled() {
+        return http_span!("switchboard::telemetry", req, request_id);
+    }
+    let parent =
+        opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(req.headers())));
+    let remote = parent.span().span_context().clone();
+    let parent_sampled = remote.is_valid().then(|| remote.is_sampled());
+    if sampling().sample(parent_sampled) {
+        let span = http_span!("switchboard::telemetry", req, request_id);
         let _ = span.set_parent(parent);
         let trace = span.context().span().span_context().trace_id();
         span.record("trace_id", tracing::field::display(trace));
+        span
+    } else {
+        // Not exported, but log lines still carry a trace id: the caller's, or a fresh one.
+        let span = http_span!("switchboard::untraced", req, request_id);
+        let trace = if remote.is_valid() {
+            remote.trace_id()
+        } else {
+            TraceId::from(rand::random::<u128>())
+        };
+        span.record("trace_id", tracing::field::display(trace));
+        span
     }
-    span
 }
 
 /// Records the matched route and status on the current request span.
@@ -184,7 +290,7 @@ pub fn record_route(method: &str, route: &str, status: u16) {
     let span = Span::current();
     span.record("http.route", route);
     span.record("http.response.status_code", status);
-    if enabled() {
+    if enabled() && span.metadata().is_some_and(|m| m.target() != UNTRACED) {
         // The OpenTelemetry span exists by now (its trace id was read), so rename it
         // directly rather than through `otel.name`.
         span.context()
@@ -232,4 +338,32 @@ pub fn delivery_span(json: &str, receivers: usize) -> Option<Span> {
         TraceState::default(),
     ));
     Some(span)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Sampling;
+
+    #[test]
+    fn the_sampler_variables_are_read_as_the_sdk_reads_them() {
+        let s = |n: Option<&str>, a: Option<&str>| Sampling::from_env(n, a);
+        let default = s(None, None);
+        assert!(default.parent_based && default.ratio == 1.0);
+        let tenth = s(Some("parentbased_traceidratio"), Some("0.1"));
+        assert!(tenth.parent_based && tenth.ratio == 0.1);
+        assert_eq!(
+            s(Some("traceidratio"), Some("2")).ratio,
+            1.0,
+            "out of range: 1"
+        );
+        let off = s(Some("always_off"), None);
+        assert!(!off.parent_based && off.ratio == 0.0);
+        // Parent-based: the caller's flag wins; otherwise the ratio decides.
+        assert!(s(Some("parentbased_always_off"), None).sample(Some(true)));
+        assert!(!default.sample(Some(false)));
+        assert!(s(Some("always_on"), None).sample(Some(false)));
+        assert!(!off.sample(None));
+        let hits = (0..10_000).filter(|_| tenth.sample(None)).count();
+        assert!((700..1300).contains(&hits), "about a tenth: {hits}");
+    }
 }

@@ -16,6 +16,7 @@ use crate::support::redis::{RedisServer, spawn_instance_process, unique_prefix};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00f067aa0ba902b7";
+const UNSAMPLED: &str = "0af7651916cd43dd8448eb211c80319d";
 
 /// Every span the receiver got, with the service that sent it.
 async fn spans(receiver: &MockServer) -> Vec<(String, Span)> {
@@ -161,6 +162,16 @@ async fn a_published_event_is_traced_from_the_request_to_the_delivery_on_another
         .unwrap();
     assert_eq!(resp.status(), 200);
 
+    // A caller that did not sample its trace: nothing of this request is exported.
+    let resp = client
+        .post(format!("http://127.0.0.1:{port_a}/api/responses"))
+        .header("traceparent", format!("00-{UNSAMPLED}-{PARENT}-00"))
+        .json(&json!({"model": "gpt-4o-mini", "input": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
     // Wait for both instances' exports.
     let mut got = Vec::new();
     for _ in 0..100 {
@@ -229,6 +240,10 @@ async fn a_published_event_is_traced_from_the_request_to_the_delivery_on_another
     let (_, responses_http) =
         find(&|(_, s)| s.name == "POST /api/responses").expect("its request span");
     assert_eq!(hex(&up.parent_span_id), hex(&responses_http.span_id));
+    assert!(
+        !got.iter().any(|(_, s)| hex(&s.trace_id) == UNSAMPLED),
+        "an unsampled caller's request made no spans"
+    );
     let _ = a.start_kill();
     let _ = b.start_kill();
     let _ = a.wait().await;
