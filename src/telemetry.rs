@@ -9,7 +9,10 @@
 //! (`OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`,
 //! `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER[_ARG]`,
 //! `OTEL_BSP_*`). Off when no endpoint is set (or `OTEL_SDK_DISABLED=true`): then no
-//! exporter exists and the event path checks one atomic flag. Spans: every HTTP request
+//! exporter exists and the event path checks one atomic flag. The sampler is applied when a
+//! request arrives, before its span exists: an unsampled request's span has a target the
+//! OpenTelemetry layer ignores, and a per-layer filter keeps everything under it out too, so
+//! it costs what it costs with tracing off (BENCHMARKS.md). Spans: every HTTP request
 //! (honouring an incoming W3C `traceparent`; named by route template, with the status),
 //! upstream calls, a broker publish, and each delivery to local sockets, which links to the
 //! publishing span through the envelope's `trace_id` and `span_id`, across instances.
