@@ -1,6 +1,6 @@
-//! A private Redis Cluster per test: three primaries and one replica each, on free loopback
-//! ports, created with `redis-cli --cluster create`; a test can kill a primary and wait for
-//! its replica to take over.
+//! A private Redis Cluster per test: three primaries with one or more replicas each, on free
+//! loopback ports, created with `redis-cli --cluster create`; a test can kill a primary and
+//! wait for a replica to take over.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -51,11 +51,11 @@ pub fn cli(args: &[&str]) -> String {
 }
 
 impl RedisCluster {
-    /// Starts six nodes and forms a cluster of three primaries with one replica each;
+    /// Starts the nodes and forms a cluster of three primaries with `replicas` replicas each;
     /// returns once every slot is served and every replica is in sync.
-    pub async fn start() -> Self {
+    pub async fn start(replicas: usize) -> Self {
         let mut nodes = Vec::new();
-        for _ in 0..6 {
+        for _ in 0..3 * (1 + replicas) {
             let port = free_cluster_port();
             let dir = tempfile::tempdir().unwrap();
             let child = spawn_node(port, dir.path());
@@ -78,7 +78,8 @@ impl RedisCluster {
             .collect();
         let mut args = vec!["--cluster", "create"];
         args.extend(addrs.iter().map(String::as_str));
-        args.extend(["--cluster-replicas", "1", "--cluster-yes"]);
+        let replicas = replicas.to_string();
+        args.extend(["--cluster-replicas", &replicas, "--cluster-yes"]);
         let created = cli(&args);
         assert!(created.contains("All 16384 slots covered"), "{created}");
         let c = Self { nodes };
@@ -106,6 +107,20 @@ impl RedisCluster {
 
     /// Port of the primary serving `key` now.
     pub fn primary_of(&self, key: &str) -> u16 {
+        self.try_primary_of(key)
+            .unwrap_or_else(|| panic!("no live primary serves {key}"))
+    }
+
+    /// Waits until a primary other than `old` serves `key` (a replica was promoted).
+    pub async fn wait_failover(&self, key: &str, old: u16, within: Duration) {
+        wait_for(within, || {
+            self.try_primary_of(key).is_some_and(|p| p != old)
+        })
+        .await;
+    }
+
+    /// Port of the live primary serving `key`, if any.
+    fn try_primary_of(&self, key: &str) -> Option<u16> {
         let port = self.live_port();
         let slot: u16 = cli(&["-p", &port, "cluster", "keyslot", key])
             .trim()
@@ -126,10 +141,10 @@ impl RedisCluster {
             });
             if serves {
                 let addr = f[1].split('@').next().unwrap();
-                return addr.rsplit(':').next().unwrap().parse().unwrap();
+                return addr.rsplit(':').next().unwrap().parse().ok();
             }
         }
-        panic!("no primary serves slot {slot}");
+        None
     }
 
     /// Kills the node on `port` (SIGKILL).
@@ -139,19 +154,6 @@ impl RedisCluster {
             let _ = c.kill();
             let _ = c.wait();
         }
-    }
-
-    /// Starts the node on `port` again with its cluster state (it rejoins, as a replica of
-    /// whoever took over its slots).
-    pub async fn restart(&mut self, port: u16) {
-        let n = self.nodes.iter_mut().find(|n| n.port == port).unwrap();
-        assert!(n.child.is_none(), "node {port} is running");
-        n.child = Some(spawn_node(port, n._dir.path()));
-        let p = port.to_string();
-        wait_for(Duration::from_secs(10), || {
-            cli(&["-p", &p, "ping"]).trim() == "PONG"
-        })
-        .await;
     }
 
     /// Waits until every live node reports `cluster_state:ok`, every slot is served by a
