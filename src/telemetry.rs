@@ -265,13 +265,20 @@ pub fn request_span<B>(req: &Request<B>) -> Span {
     if !enabled() {
         return http_span!("switchboard::telemetry", req, request_id);
     }
-    let parent =
-        opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(req.headers())));
-    let remote = parent.span().span_context().clone();
+    // Most requests carry no `traceparent`: skip the propagator (and its allocations) then.
+    let parent = req.headers().contains_key("traceparent").then(|| {
+        opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(req.headers())))
+    });
+    let remote = parent
+        .as_ref()
+        .map(|p| p.span().span_context().clone())
+        .unwrap_or_else(SpanContext::empty_context);
     let parent_sampled = remote.is_valid().then(|| remote.is_sampled());
     if sampling().sample(parent_sampled) {
         let span = http_span!("switchboard::telemetry", req, request_id);
-        let _ = span.set_parent(parent);
+        if let Some(parent) = parent {
+            let _ = span.set_parent(parent);
+        }
         let trace = span.context().span().span_context().trace_id();
         span.record("trace_id", tracing::field::display(trace));
         span
@@ -307,7 +314,12 @@ pub fn current_ids() -> Option<(String, String)> {
     if !enabled() {
         return None;
     }
-    let cx = Span::current().context();
+    // An unsampled request's span is disabled, so nothing is current: no lookup needed.
+    let current = Span::current();
+    if current.is_none() {
+        return None;
+    }
+    let cx = current.context();
     let span = cx.span();
     let sc = span.span_context();
     (sc.is_valid() && sc.is_sampled())
