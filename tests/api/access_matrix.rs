@@ -7,7 +7,6 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::channel::{Sess, refused_with};
-use crate::support::model::fake_model;
 use crate::support::realtime::*;
 use crate::support::*;
 
@@ -158,12 +157,7 @@ async fn call(app: &TestApp, e: &Endpoint, sid: &str, bearer: Option<&str>) -> (
 
 #[tokio::test]
 async fn every_session_scoped_endpoint_refuses_wrong_tokens_and_accepts_the_right_one() {
-    let model = fake_model().await;
-    mount_calls(&model).await;
-    let fake = FakeRealtime::start().await;
-    let url = fake.ws_url.clone();
-    let app = spawn_online(&model, move |c| {
-        c.realtime.ws_url = url;
+    let (_model, fake, app) = spawn_with_realtime(|c| {
         c.session_secret = Some(SESSION_SECRET.to_owned().into());
     })
     .await;

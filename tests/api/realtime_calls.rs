@@ -5,7 +5,6 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::channel::{API_KEY, Sess, Ws, next_json};
-use crate::support::model::fake_model;
 use crate::support::realtime::*;
 use crate::support::*;
 
@@ -18,12 +17,7 @@ pub(crate) struct Setup {
 }
 
 pub(crate) async fn setup(root: &str) -> Setup {
-    let model = fake_model().await;
-    mount_calls(&model).await;
-    let fake = FakeRealtime::start().await;
-    let url = fake.ws_url.clone();
-    let app = spawn_online(&model, move |c| {
-        c.realtime.ws_url = url;
+    let (model, fake, app) = spawn_with_realtime(|c| {
         c.deny_patterns = vec!["forbidden".into()];
     })
     .await;

@@ -5,18 +5,11 @@
 use std::time::Duration;
 
 use crate::support::channel::API_KEY;
-use crate::support::model::fake_model;
-use crate::support::realtime::{FakeRealtime, mount_calls};
-use crate::support::*;
+use crate::support::realtime::spawn_with_realtime;
 
 #[tokio::test]
 async fn generated_requests_never_get_a_5xx_or_a_response_off_the_schema() {
-    let model = fake_model().await;
-    mount_calls(&model).await;
-    let fake = FakeRealtime::start().await;
-    let url = fake.ws_url.clone();
-    let app = spawn_online(&model, move |c| {
-        c.realtime.ws_url = url;
+    let (_model, _fake, app) = spawn_with_realtime(|c| {
         c.upstream_timeout = Duration::from_secs(2);
     })
     .await;

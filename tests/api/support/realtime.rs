@@ -170,6 +170,23 @@ impl FakeRealtime {
     }
 }
 
+/// A fake model (with the calls endpoint mounted), a fake Realtime WebSocket, and an app
+/// online against both; `adjust` tunes the config further.
+pub async fn spawn_with_realtime(
+    adjust: impl FnOnce(&mut switchboard::config::Config) + Send + 'static,
+) -> (MockServer, FakeRealtime, super::TestApp) {
+    let model = super::model::fake_model().await;
+    mount_calls(&model).await;
+    let fake = FakeRealtime::start().await;
+    let url = fake.ws_url.clone();
+    let app = super::spawn_online(&model, move |c| {
+        c.realtime.ws_url = url;
+        adjust(c);
+    })
+    .await;
+    (model, fake, app)
+}
+
 /// Mounts the HTTP call endpoints on `server`.
 pub async fn mount_calls(server: &MockServer) {
     Mock::given(method("POST"))
