@@ -16,6 +16,9 @@
 //! (honouring an incoming W3C `traceparent`; named by route template, with the status),
 //! upstream calls, a broker publish, and each delivery to local sockets, which links to the
 //! publishing span through the envelope's `trace_id` and `span_id`, across instances.
+//! Background work (a Realtime call's sideband handling one event or command) gets a root
+//! span of its own, sampled at the same ratio; work outside any sampled root is never
+//! exported.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -192,28 +195,32 @@ pub fn init(format: LogFormat) {
     }
 }
 
-/// The OpenTelemetry layer's view: a request span decided as sampled, a delivery span (only
-/// built for sampled events), and whatever runs inside a span it already has. Inside a span
-/// it does not have (an unsampled request) nothing; outside any span (background work such
-/// as a call's sideband) a new trace, sampled at the configured ratio.
+/// The OpenTelemetry layer's view: a root span whose sampling was already decided (a
+/// request's, a delivery's, a background unit of work's; the unsampled ones never reach
+/// here), and whatever runs inside a span it already has. Nothing else: work outside any
+/// traced root (an unsampled request, whose span may exist for no layer at all) is not
+/// exported and never starts a trace of its own.
 fn traced<S>(meta: &tracing::Metadata<'_>, cx: &tracing_subscriber::layer::Context<'_, S>) -> bool
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
     if meta.is_span()
-        && matches!(meta.name(), "http" | "deliver")
+        && matches!(meta.name(), "http" | "deliver" | "background")
         && meta.target().starts_with("switchboard")
     {
         return true;
     }
-    if cx.lookup_current().is_some() {
-        return true;
+    cx.lookup_current().is_some()
+}
+
+/// A root span for one unit of background work (a sideband event or command), sampled at
+/// the configured ratio; disabled when unsampled or when tracing is off, so the work inside
+/// it is not exported either. `op` becomes the exported span's name.
+pub fn background_span(op: &'static str) -> Span {
+    if !enabled() || !sampling().sample(None) {
+        return Span::none();
     }
-    // `lookup_current` only sees this layer's spans; `current_span` sees every span.
-    if cx.current_span().id().is_some() || meta.is_event() {
-        return false;
-    }
-    sampling().sample(None)
+    tracing::info_span!(target: "switchboard::telemetry", "background", "otel.name" = op)
 }
 
 /// Flushes and stops the exporter (at exit).

@@ -11,11 +11,13 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
+use tracing::Instrument;
 
 use super::handler::{Call, Command};
 use super::lease::Lease;
 use crate::domain::SessionId;
 use crate::state::AppState;
+use crate::telemetry;
 
 /// A command and where to send its outcome.
 pub type Envelope = (Command, oneshot::Sender<Result<(), String>>);
@@ -132,7 +134,10 @@ async fn run(
                 _ = lost.changed() => break 'attach,
                 msg = stream.next() => match msg {
                     Some(Ok(Message::Text(t))) => match serde_json::from_str(t.as_str()) {
-                        Ok(ev) => call.on_event(&ev).await,
+                        Ok(ev) => call
+                            .on_event(&ev)
+                            .instrument(telemetry::background_span("sideband.event"))
+                            .await,
                         Err(_) => vec![],
                     },
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
@@ -142,7 +147,11 @@ async fn run(
                     Some(Ok(_)) => vec![],
                 },
                 cmd = rx.recv() => match cmd {
-                    Some((cmd, reply)) => match call.on_command(cmd).await {
+                    Some((cmd, reply)) => match call
+                        .on_command(cmd)
+                        .instrument(telemetry::background_span("sideband.command"))
+                        .await
+                    {
                         Ok(out) => { let _ = reply.send(Ok(())); out }
                         Err(e) => { let _ = reply.send(Err(e)); vec![] }
                     },

@@ -89,6 +89,9 @@ async fn a_published_event_is_traced_from_the_request_to_the_delivery_on_another
         .mount(&model)
         .await;
     let mut env_a = otel("switchboard-a");
+    // Logs at warn: an unsampled request's span then exists for no layer at all, and its
+    // work must still stay out of the export (not start traces of its own).
+    env_a.push(("RUST_LOG", "warn".to_owned()));
     env_a.push(("OPENAI_API_KEY", crate::support::UPSTREAM_KEY.to_owned()));
     env_a.push(("OPENAI_BASE_URL", format!("{}/v1", model.uri())));
     let (mut a, port_a) = spawn_instance_process(&redis, &prefix, &env_a);
@@ -243,6 +246,18 @@ async fn a_published_event_is_traced_from_the_request_to_the_delivery_on_another
     assert!(
         !got.iter().any(|(_, s)| hex(&s.trace_id) == UNSAMPLED),
         "an unsampled caller's request made no spans"
+    );
+    let upstream_traces: Vec<String> = got
+        .iter()
+        .filter(|(_, s)| {
+            s.name == "upstream" && attr(s, "endpoint").as_deref() == Some("responses")
+        })
+        .map(|(_, s)| hex(&s.trace_id))
+        .collect();
+    assert_eq!(
+        upstream_traces,
+        vec![TRACE.to_owned()],
+        "the unsampled request's upstream call started no trace of its own"
     );
     let _ = a.start_kill();
     let _ = b.start_kill();
