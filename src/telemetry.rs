@@ -174,7 +174,12 @@ pub fn init(format: LogFormat) {
             .with_target(UNTRACED, tracing::level_filters::LevelFilter::OFF)
             .with_target("switchboard", tracing::Level::DEBUG)
             .with_default(tracing::Level::INFO);
-        l.with_filter(levels.and(tracing_subscriber::filter::DynFilterFn::new(traced)))
+        // The hint matters: without one the subscriber's max level is TRACE, and every
+        // `log::trace!` in a dependency (tungstenite logs each socket poll) is bridged into
+        // `tracing` and filtered one call at a time.
+        let traced = tracing_subscriber::filter::DynFilterFn::new(traced)
+            .with_max_level_hint(tracing::level_filters::LevelFilter::DEBUG);
+        l.with_filter(levels.and(traced))
     });
     let registry = tracing_subscriber::registry().with(otel);
     let installed = match format {
@@ -314,6 +319,25 @@ pub fn record_route(method: &str, route: &str, status: u16) {
             .span()
             .update_name(format!("{method} {route}"));
     }
+}
+
+/// The span of one broker publish, or a disabled one unless the current span is a sampled
+/// trace's. Deciding here, before the span macro runs, matters: a span that reaches the
+/// per-layer filters is allocated in the registry even when every filter turns it down.
+pub fn publish_span(session: &crate::domain::SessionId, kind: &str) -> Span {
+    if !enabled()
+        || Span::current()
+            .metadata()
+            .is_none_or(|m| m.target() == UNTRACED)
+    {
+        return Span::none();
+    }
+    tracing::debug_span!(
+        "broker.publish",
+        "otel.kind" = "producer",
+        session_id = %session,
+        event.r#type = %kind,
+    )
 }
 
 /// `(trace_id, span_id)` of the current span, hex, when tracing is on.
