@@ -5,6 +5,7 @@ pub mod agent;
 pub mod batch;
 pub mod calls;
 pub mod context;
+pub mod demo;
 pub mod events;
 pub mod health;
 pub mod keys;
@@ -42,4 +43,5 @@ pub fn routes() -> Router<AppState> {
         .merge(batch::router())
         .merge(openapi::router())
         .merge(crate::ws::router())
+        .merge(demo::router())
 }
