@@ -1,0 +1,117 @@
+// The demo page in headless Chromium, served by a live instance in Redis mode: start a
+// session, run a tool, receive an agent.switch published through the server API, lose the
+// instance while events are published elsewhere, and see them recovered in order.
+// A screenshot is left in test-output/e2e/.
+
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+import {
+  publish, startInstance, startRedis,
+} from '../../clients/js/test/support.js';
+
+const out = resolve(dirname(fileURLToPath(import.meta.url)), '../../test-output/e2e');
+mkdirSync(out, { recursive: true });
+
+const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync'];
+
+const redis = await startRedis();
+let a = await startInstance({ redisUrl: redis.url });
+const b = await startInstance({ redisUrl: redis.url });
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  args: FLAGS,
+});
+after(async () => {
+  await browser.close();
+  await a.stop();
+  await b.stop();
+  await redis.stop();
+});
+
+/** The seqs shown in the event list, oldest first. */
+const shownSeqs = (page) => page.$$eval('#events li[data-seq]',
+  (lis) => lis.map((li) => Number(li.dataset.seq)).reverse());
+
+test('the demo page runs a session end to end and recovers after losing its instance', async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error' && !/WebSocket|ERR_CONNECTION_REFUSED|Failed to load resource/.test(m.text())) problems.push(m.text()); });
+
+  await page.goto(`${a.base}/?scenario=customerServiceRetail`);
+  await page.waitForSelector('#scenario option[value=customerServiceRetail]', { state: 'attached' });
+  assert.equal(await page.$eval('#root', (s) => s.value), 'authentication');
+  await page.click('#start');
+  await page.waitForSelector('#status[data-status=open]');
+  assert.deepEqual(await page.$$eval('#agents > li', (lis) => lis.map((l) => l.dataset.agent)),
+    ['authentication', 'returns', 'salesAgent', 'simulatedHuman']);
+  assert.equal(await page.$eval('#voice-note', (p) => p.dataset.voice), 'unavailable');
+  const sessionId = await page.evaluate(() => window.switchboardDemo.client.sessionId);
+
+  // A tool of the root agent, with the example arguments the page filled in.
+  await page.selectOption('#tool', 'authenticate_user_information');
+  await page.click('#run-tool');
+  await page.waitForSelector('#events li[data-type="tool.result"]');
+  assert.match(await page.textContent('#result'), /"success": true/);
+
+  // An agent.switch published through the server API, on the other instance.
+  await publish(b.base, sessionId, 'agent.switch', { from: 'authentication', to: 'returns', reason: 'e2e' });
+  await page.waitForSelector('#events li[data-type="agent.switch"]');
+  await page.waitForSelector('#agents > li.active[data-agent=returns]');
+
+  // A moderation check from the page.
+  await page.fill('#moderate-text', 'Where is my order?');
+  await page.click('#moderate');
+  await page.waitForFunction(() => document.querySelector('#result').textContent.includes('"allowed"'));
+
+  // The drop button: the client reconnects and resumes.
+  await page.click('#drop');
+  await page.waitForFunction(() => document.querySelectorAll('#events li[data-kind=welcome]').length >= 2);
+  await page.waitForSelector('#status[data-status=open]');
+
+  // Lose the instance: events published meanwhile come back, in order, once.
+  await a.stop('SIGKILL');
+  await page.waitForSelector('#status[data-status=reconnecting]');
+  for (let n = 1; n <= 4; n += 1) await publish(b.base, sessionId, 'x.demo.missed', { n });
+  a = await startInstance({ port: a.port, redisUrl: redis.url });
+  await page.waitForFunction(
+    () => document.querySelectorAll('#events li[data-type="x.demo.missed"]').length === 4,
+    null, { timeout: 20_000 },
+  );
+  await page.waitForSelector('#status[data-status=open]');
+  await publish(b.base, sessionId, 'x.demo.live', { after: 'recovery' });
+  await page.waitForSelector('#events li[data-type="x.demo.live"]');
+
+  const seqs = await shownSeqs(page);
+  assert.deepEqual(seqs, Array.from({ length: seqs.length }, (_, i) => i + 1),
+    'every event once, in order, no gaps');
+  assert.equal(seqs.length, 7, 'tool.result, agent.switch, 4 missed, 1 live');
+  const lastWelcome = await page.$eval('#events li[data-kind=welcome]', (li) => ({ ...li.dataset }));
+  assert.equal(lastWelcome.recovered, 'true');
+  assert.equal(lastWelcome.replayed, '4');
+
+  await page.screenshot({ path: resolve(out, 'demo.png'), fullPage: true });
+  assert.deepEqual(problems, []);
+});
+
+test('without an upstream key the page explains that only voice is unavailable', async () => {
+  const page = await browser.newPage();
+  await page.goto(`${b.base}/?scenario=simpleHandoff`);
+  await page.waitForSelector('#scenario option[value=simpleHandoff]', { state: 'attached' });
+  await page.click('#start');
+  await page.waitForSelector('#status[data-status=open]');
+  const note = await page.textContent('#voice-note');
+  assert.match(note, /OPENAI_API_KEY/);
+  assert.match(note, /Only the voice call needs/);
+  assert.equal(await page.isVisible('#voice-start'), false);
+  // simpleHandoff's agents have no tools of their own: the tool button is disabled.
+  assert.equal(await page.isDisabled('#run-tool'), true);
+  const csp = (await page.request.get(`${b.base}/`)).headers()['content-security-policy'];
+  assert.match(csp, /script-src 'self'/);
+});
