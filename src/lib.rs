@@ -10,7 +10,7 @@
 //! - [`error`]: `ApiError`, the one JSON error shape, and the JSON-rejection extractors.
 //! - [`telemetry`]: logging and request spans.
 //! - [`state`]: `AppState`, what handlers reach.
-//! - [`http`]: REST handlers, one file per resource.
+//! - [`http`]: REST handlers, one file per resource, and the demo page at `/` (`http::demo`).
 //! - [`agent`]: server-side agent turns (the tool loop over the Responses API) and
 //!   multi-turn agent sessions (`/api/sdk/session/*`: turn lock, handoffs, linked events).
 //! - [`auth`]: session tokens (HS256 JWT).

@@ -9,8 +9,35 @@ async fn unknown_route_is_404_json() {
     let app = spawn_app().await;
     let (s, b) = app.get_json("/api/nope").await;
     assert_error(s, &b, 404, "not_found");
-    let (s, b) = app.get_json("/").await;
+    let (s, b) = app.get_json("/nope").await;
     assert_error(s, &b, 404, "not_found");
+    // `/` is the demo page: HTML, with its own content policy (same-origin scripts only).
+    let page = app.client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    let client = app
+        .client
+        .get(app.url("/switchboard-client.js"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        client
+            .text()
+            .await
+            .unwrap()
+            .contains("export class SwitchboardClient")
+    );
 }
 
 #[tokio::test]
