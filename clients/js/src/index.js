@@ -128,8 +128,14 @@ export class SwitchboardClient {
 
   useSse() {
     if (this.transport === 'sse' || !this.WebSocket) return true;
-    // A proxy that refuses WebSockets: after three attempts that never opened, use SSE.
-    return this.transport === 'auto' && !this.wsOpened && this.wsFailures >= 3;
+    if (this.transport !== 'auto' || this.wsOpened || this.wsFailures < 3) return false;
+    // A proxy that refuses WebSockets: after three attempts that never opened, use SSE, and
+    // give WebSockets another chance at reconnects a minute later.
+    this.sseSince ??= Date.now();
+    if (Date.now() - this.sseSince < 60_000) return true;
+    this.wsFailures = 0;
+    this.sseSince = undefined;
+    return false;
   }
 
   open() {
@@ -153,41 +159,31 @@ export class SwitchboardClient {
     const ws = new this.WebSocket(url.toString());
     let opened = false;
     let done = false;
-    let liveness = null;
     const finish = (code, reason) => {
       if (done) return;
       done = true;
-      clearInterval(liveness);
+      dog.stop();
       close(code, reason, opened);
     };
-    ws.onopen = () => { opened = true; this.wsOpened = true; };
+    // The server pings at the protocol level, which scripts cannot see; our own ping
+    // frames keep answers coming, and a path that stays silent is dropped and redone.
+    const dog = watchdog(() => {
+      try { ws.close(4000, 'silent'); } catch { /* already closing */ }
+      finish(1006, 'no traffic');
+    }, () => { if (ws.readyState === 1) ws.send('{"type":"ping"}'); });
+    ws.onopen = () => { opened = true; this.wsOpened = true; dog.seen(); };
     ws.onmessage = (e) => {
-      ws.lastSeen = Date.now();
+      dog.seen();
       message(typeof e.data === 'string' ? e.data : String(e.data));
     };
     ws.onclose = (e) => finish(e.code, e.reason);
     // Browsers follow an error with a close event; some runtimes (Node 20) do not when the
     // connection never opened, so a failed attempt ends here too (`finish` runs once).
     ws.onerror = () => { if (!opened) finish(1006, 'connection failed'); };
-    // The server pings at the protocol level, which scripts cannot see; our own ping
-    // frames show that the path is alive, and a silent one is dropped and redone.
-    const startLiveness = (heartbeatS) => {
-      clearInterval(liveness);
-      const every = Math.max(1, heartbeatS) * 1000;
-      ws.lastSeen = Date.now();
-      liveness = setInterval(() => {
-        if (Date.now() - ws.lastSeen > 2 * every + 1000) {
-          try { ws.close(4000, 'silent'); } catch { /* already closing */ }
-          finish(1006, 'no traffic');
-          return;
-        }
-        if (ws.readyState === 1) ws.send('{"type":"ping"}');
-      }, every);
-    };
     return {
       kind: 'ws',
-      onWelcome: (w) => startLiveness(w.heartbeat_s ?? 25),
-      close: () => { done = true; clearInterval(liveness); try { ws.close(1000); } catch { /* closed */ } },
+      onWelcome: (w) => dog.heartbeat(w.heartbeat_s),
+      close: () => { done = true; dog.stop(); try { ws.close(1000); } catch { /* closed */ } },
       drop: () => { try { ws.close(4000, 'dropped by the client'); } catch { /* closed */ } finish(1006, 'dropped'); },
     };
   }
@@ -201,9 +197,12 @@ export class SwitchboardClient {
     const finish = (code, reason, opened) => {
       if (finished) return;
       finished = true;
+      dog.stop();
       abort.abort();
       close(code, reason, opened);
     };
+    // The server sends a keep-alive comment every heartbeat; silence means a dead path.
+    const dog = watchdog(() => finish(1006, 'no traffic', true));
     (async () => {
       let opened = false;
       try {
@@ -228,6 +227,7 @@ export class SwitchboardClient {
         for (;;) {
           const { value, done } = await reader.read();
           if (done) break;
+          dog.seen();
           buf += decoder.decode(value, { stream: true });
           let nl;
           while ((nl = buf.indexOf('\n')) >= 0) {
@@ -257,8 +257,8 @@ export class SwitchboardClient {
     })();
     return {
       kind: 'sse',
-      onWelcome: () => {},
-      close: () => { finished = true; abort.abort(); },
+      onWelcome: (w) => dog.heartbeat(w.heartbeat_s),
+      close: () => { finished = true; dog.stop(); abort.abort(); },
       drop: () => finish(1006, 'dropped', true),
     };
   }
@@ -268,7 +268,7 @@ export class SwitchboardClient {
     try { msg = JSON.parse(text); } catch { return; }
     if (msg.type === 'welcome') {
       this.attempt = 0;
-      this.wsFailures = 0;
+      if (this.conn?.kind === 'ws') this.wsFailures = 0;
       this.conn?.onWelcome(msg);
       const resumed = this.seq;
       if (!msg.recovered && (resumed > 0 || msg.epoch !== this.epoch)) {
@@ -383,6 +383,37 @@ export class SwitchboardClient {
     }
     return json;
   }
+}
+
+/**
+ * Calls `onSilent` once nothing has been seen for two heartbeats (plus a second), and `ping`
+ * every heartbeat meanwhile. 25 s until the welcome says otherwise.
+ */
+function watchdog(onSilent, ping) {
+  let every = 25_000;
+  let last = Date.now();
+  let timer = null;
+  const arm = () => {
+    clearInterval(timer);
+    timer = setInterval(() => {
+      if (Date.now() - last > 2 * every + 1000) {
+        clearInterval(timer);
+        onSilent();
+        return;
+      }
+      ping?.();
+    }, every);
+  };
+  arm();
+  return {
+    seen() { last = Date.now(); },
+    heartbeat(seconds) {
+      every = Math.max(1, Number(seconds) || 25) * 1000;
+      last = Date.now();
+      arm();
+    },
+    stop() { clearInterval(timer); },
+  };
 }
 
 function randomId() {

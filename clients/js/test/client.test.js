@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 
 import { SwitchboardClient, SwitchboardError } from '../src/index.js';
 import {
-  API_KEY, publish, record, startInstance, startRedis, until, sleep,
+  API_KEY, publish, record, startInstance, startRedis, tcpProxy, until, sleep,
 } from './support.js';
 
 const fast = { baseMs: 50, maxMs: 400 };
@@ -197,3 +197,37 @@ test('auto transport falls back to SSE when WebSockets never open', async () => 
   assert.equal(client.conn.kind, 'sse');
   client.close();
 });
+
+for (const transport of ['ws', 'sse']) {
+  test(`a connection that goes silent is redialed and resumed (${transport})`, async () => {
+    const beat = await startInstance({ env: { SWITCHBOARD_HEARTBEAT: '1s' } });
+    const proxy = await tcpProxy(beat.port);
+    try {
+      const client = new SwitchboardClient({
+        baseUrl: proxy.base, scenarioId: 'simpleHandoff', backoff: fast, transport,
+      });
+      const log = record(client);
+      await client.bootstrap();
+      client.connect();
+      await until(() => client.status === 'open', 5000, 'open');
+      assert.equal(log.welcomes[0].heartbeat_s, 1);
+      assert.equal(client.conn.kind, transport);
+      await publish(beat.base, client.sessionId, 'x.h', { n: 1 });
+      await until(() => log.events.length === 1, 5000, 'first event');
+
+      proxy.freeze(); // the path dies without a close
+      const frozenAt = Date.now();
+      await publish(beat.base, client.sessionId, 'x.h', { n: 2 });
+      await publish(beat.base, client.sessionId, 'x.h', { n: 3 });
+      await until(() => log.events.length === 3, 10_000, 'events after the redial');
+      const took = Date.now() - frozenAt;
+      assert.ok(took >= 2000, `not before two heartbeats of silence (${took} ms)`);
+      assert.deepEqual(seqs(log), [1, 2, 3]);
+      assert.equal(log.welcomes.at(-1).recovered, true);
+      client.close();
+    } finally {
+      await proxy.close();
+      await beat.stop();
+    }
+  });
+}

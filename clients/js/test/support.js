@@ -133,3 +133,53 @@ export function record(client) {
   client.on('status', (s) => log.statuses.push(s));
   return log;
 }
+
+/**
+ * A TCP proxy on loopback whose `freeze()` makes every open connection go silent without
+ * closing it (a half-open network path); connections opened later pass normally.
+ */
+export async function tcpProxy(targetPort) {
+  const pairs = new Set();
+  const frozen = [];
+  const server = net.createServer((down) => {
+    const up = net.connect(targetPort, '127.0.0.1');
+    const pair = { down, up };
+    pairs.add(pair);
+    down.pipe(up);
+    up.pipe(down);
+    // Once frozen, neither side hears of the other closing: a true half-open path.
+    const drop = () => {
+      if (pair.frozen) return;
+      pairs.delete(pair);
+      down.destroy();
+      up.destroy();
+    };
+    down.on('error', drop);
+    up.on('error', drop);
+    down.on('close', drop);
+    up.on('close', drop);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address();
+  return {
+    port,
+    base: `http://127.0.0.1:${port}`,
+    freeze() {
+      for (const pair of pairs) {
+        const { down, up } = pair;
+        pair.frozen = true;
+        down.unpipe(up);
+        up.unpipe(down);
+        down.pause();
+        up.pause();
+        frozen.push(down, up);
+      }
+      pairs.clear();
+    },
+    close() {
+      for (const { down, up } of pairs) { down.destroy(); up.destroy(); }
+      for (const s of frozen) s.destroy();
+      return new Promise((r) => server.close(r));
+    },
+  };
+}
