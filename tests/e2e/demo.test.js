@@ -115,3 +115,29 @@ test('without an upstream key the page explains that only voice is unavailable',
   const csp = (await page.request.get(`${b.base}/`)).headers()['content-security-policy'];
   assert.match(csp, /script-src 'self'/);
 });
+
+test('over SSE, the page orchestrates and shows the switch it caused', async () => {
+  const page = await browser.newPage();
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(e.message));
+  await page.goto(`${b.base}/?scenario=retail`);
+  await page.waitForSelector('#scenario option[value=customerServiceRetail]', { state: 'attached' });
+  assert.equal(await page.$eval('#scenario', (s) => s.value), 'customerServiceRetail', 'the alias');
+  await page.selectOption('#transport', 'sse');
+  await page.click('#start');
+  await page.waitForSelector('#status[data-status=open]');
+  assert.equal(await page.evaluate(() => window.switchboardDemo.client.conn.kind), 'sse');
+
+  await page.fill('#orchestrate-text', 'I want to return my snowboard, it arrived broken');
+  await page.click('#orchestrate');
+  await page.waitForSelector('#events li[data-type="agent.switch"]');
+  await page.waitForSelector('#agents > li.active[data-agent=returns]');
+  assert.match(await page.textContent('#result'), /"chosen_root": "returns"/);
+
+  // The returns agent's tool now runs; its result arrives over SSE too.
+  await page.selectOption('#tool', 'lookupOrders');
+  await page.click('#run-tool');
+  await page.waitForSelector('#events li[data-type="tool.result"]');
+  assert.deepEqual(await shownSeqs(page), [1, 2]);
+  assert.deepEqual(problems, []);
+});
