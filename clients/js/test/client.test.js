@@ -221,7 +221,7 @@ for (const transport of ['ws', 'sse']) {
       await publish(beat.base, client.sessionId, 'x.h', { n: 3 });
       await until(() => log.events.length === 3, 10_000, 'events after the redial');
       const took = Date.now() - frozenAt;
-      assert.ok(took >= 2000, `not before two heartbeats of silence (${took} ms)`);
+      assert.ok(took >= 1500, `not at once: after about two heartbeats of silence (${took} ms)`);
       assert.deepEqual(seqs(log), [1, 2, 3]);
       assert.equal(log.welcomes.at(-1).recovered, true);
       client.close();
