@@ -9,7 +9,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tracing::Instrument;
 
 use async_trait::async_trait;
 use dashmap::DashMap;
@@ -139,45 +138,40 @@ impl Broker for MemoryBroker {
         Ok(log.top())
     }
 
-    async fn publish(&self, session: &SessionId, event: Publish) -> Result<Published, BrokerError> {
-        let span = crate::telemetry::publish_span(session, event.kind.as_str());
-        async move {
-            let log = self.log_or_create(session);
-            let mut log = log.lock().expect("log lock");
-            let now = Instant::now();
-            log.expire(now, self.history_ttl);
-            log.touched = now;
-            if let Some(key) = &event.idempotency_key
-                && let Some((_, first)) = log.idem.get(key)
-            {
-                return Ok(Published {
-                    duplicate: true,
-                    ..first.clone()
-                });
-            }
-            let seq = log.seq + 1;
-            let (id, frame) = encode(session, seq, &log.epoch, &event);
-            log.seq = seq;
-            log.events.push_back((now, frame.clone()));
-            while log.events.len() > self.history_size {
-                log.events.pop_front();
-            }
-            let published = Published {
-                seq,
-                epoch: log.epoch.clone(),
-                id,
-                duplicate: false,
-            };
-            crate::metrics::published(event.kind.as_str());
-            if let Some(key) = event.idempotency_key {
-                log.idem.insert(key, (now, published.clone()));
-            }
-            // Still under the session lock: the sink sees this session's events in seq order.
-            self.sink.deliver(session, frame);
-            Ok(published)
+    async fn append(&self, session: &SessionId, event: Publish) -> Result<Published, BrokerError> {
+        let log = self.log_or_create(session);
+        let mut log = log.lock().expect("log lock");
+        let now = Instant::now();
+        log.expire(now, self.history_ttl);
+        log.touched = now;
+        if let Some(key) = &event.idempotency_key
+            && let Some((_, first)) = log.idem.get(key)
+        {
+            return Ok(Published {
+                duplicate: true,
+                ..first.clone()
+            });
         }
-        .instrument(span)
-        .await
+        let seq = log.seq + 1;
+        let (id, frame) = encode(session, seq, &log.epoch, &event);
+        log.seq = seq;
+        log.events.push_back((now, frame.clone()));
+        while log.events.len() > self.history_size {
+            log.events.pop_front();
+        }
+        let published = Published {
+            seq,
+            epoch: log.epoch.clone(),
+            id,
+            duplicate: false,
+        };
+        crate::metrics::published(event.kind.as_str());
+        if let Some(key) = event.idempotency_key {
+            log.idem.insert(key, (now, published.clone()));
+        }
+        // Still under the session lock: the sink sees this session's events in seq order.
+        self.sink.deliver(session, frame);
+        Ok(published)
     }
 
     async fn history(

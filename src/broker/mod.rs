@@ -102,7 +102,17 @@ pub trait Broker: Send + Sync + 'static {
     /// it, and delivers it live. When it returns `Ok`, the event is in the history. On `Err`
     /// nothing was stored or delivered. With an idempotency key seen within the last
     /// 5 minutes, returns the first result with `duplicate: true` and publishes nothing.
-    async fn publish(&self, session: &SessionId, event: Publish) -> Result<Published, BrokerError>;
+    ///
+    /// Provided: runs [`Broker::append`] inside a `broker.publish` span when the caller is
+    /// in a sampled trace (and no span at all otherwise; see `telemetry::publish_span`).
+    async fn publish(&self, session: &SessionId, event: Publish) -> Result<Published, BrokerError> {
+        use tracing::Instrument;
+        let span = crate::telemetry::publish_span(session, event.kind.as_str());
+        self.append(session, event).instrument(span).await
+    }
+
+    /// What [`Broker::publish`] does, without the span: each backend implements this.
+    async fn append(&self, session: &SessionId, event: Publish) -> Result<Published, BrokerError>;
 
     /// The retained events after `after`, and whether they are complete. `Ok(None)` when the
     /// session has no history (never opened, or expired).

@@ -28,7 +28,6 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::Instrument;
 
 use async_trait::async_trait;
 use axum::extract::ws::Utf8Bytes;
@@ -222,75 +221,69 @@ impl Broker for RedisBroker {
         }
     }
 
-    async fn publish(&self, session: &SessionId, event: Publish) -> Result<Published, BrokerError> {
-        let span = crate::telemetry::publish_span(session, event.kind.as_str());
-        async move {
-            let (meta, events, channel) = self.keys(session);
-            // Serialize once with placeholders; the script splices in the seq and epoch.
-            let (id, frame) = encode(session, 0, "", &event);
-            let marker = "\"seq\":0,\"epoch\":\"\"";
-            let json = frame.json.as_str();
-            let at = json
-                .find(marker)
-                .ok_or_else(|| BrokerError("envelope layout changed".into()))?;
-            let head = &json[..at + "\"seq\":".len()];
-            let tail = &json[at + marker.len()..];
-            let idem = match &event.idempotency_key {
-                Some(k) => format!("{}:{{{session}}}:idem:{k}", self.prefix),
-                None => format!("{}:{{{session}}}:idem:", self.prefix),
-            };
-            let r: Vec<Value> = self
-                .publish
-                .evalsha_with_reload(
-                    &self.client,
-                    vec![meta, events, idem],
-                    vec![
-                        channel,
-                        self.history_size.to_string(),
-                        self.ttl_ms().to_string(),
-                        new_epoch(),
-                        head.to_owned(),
-                        tail.to_owned(),
-                        id.to_string(),
-                        if event.idempotency_key.is_some() {
-                            "1"
-                        } else {
-                            "0"
-                        }
-                        .to_owned(),
-                        IDEMPOTENCY_MS.to_string(),
-                        self.publish_command().to_owned(),
-                    ],
-                )
-                .await
-                .map_err(unavailable)?;
-            let (fresh, result) = match r.as_slice() {
-                [flag, result] => (
-                    flag.as_i64() == Some(1) || flag.as_string().as_deref() == Some("1"),
-                    result.as_string().unwrap_or_default(),
-                ),
-                _ => return Err(BrokerError("unexpected publish reply".into())),
-            };
-            let mut parts = result.splitn(3, ' ');
-            let (Some(seq), Some(epoch), Some(id)) = (parts.next(), parts.next(), parts.next())
-            else {
-                return Err(BrokerError("unexpected publish result".into()));
-            };
-            if self.min_replicas > 0 {
-                self.wait_for_replicas(session).await?;
-            }
-            if fresh {
-                crate::metrics::published(event.kind.as_str());
-            }
-            Ok(Published {
-                seq: seq.parse().map_err(|_| BrokerError("bad seq".into()))?,
-                epoch: epoch.to_owned(),
-                id: id.parse().map_err(|_| BrokerError("bad id".into()))?,
-                duplicate: !fresh,
-            })
+    async fn append(&self, session: &SessionId, event: Publish) -> Result<Published, BrokerError> {
+        let (meta, events, channel) = self.keys(session);
+        // Serialize once with placeholders; the script splices in the seq and epoch.
+        let (id, frame) = encode(session, 0, "", &event);
+        let marker = "\"seq\":0,\"epoch\":\"\"";
+        let json = frame.json.as_str();
+        let at = json
+            .find(marker)
+            .ok_or_else(|| BrokerError("envelope layout changed".into()))?;
+        let head = &json[..at + "\"seq\":".len()];
+        let tail = &json[at + marker.len()..];
+        let idem = match &event.idempotency_key {
+            Some(k) => format!("{}:{{{session}}}:idem:{k}", self.prefix),
+            None => format!("{}:{{{session}}}:idem:", self.prefix),
+        };
+        let r: Vec<Value> = self
+            .publish
+            .evalsha_with_reload(
+                &self.client,
+                vec![meta, events, idem],
+                vec![
+                    channel,
+                    self.history_size.to_string(),
+                    self.ttl_ms().to_string(),
+                    new_epoch(),
+                    head.to_owned(),
+                    tail.to_owned(),
+                    id.to_string(),
+                    if event.idempotency_key.is_some() {
+                        "1"
+                    } else {
+                        "0"
+                    }
+                    .to_owned(),
+                    IDEMPOTENCY_MS.to_string(),
+                    self.publish_command().to_owned(),
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        let (fresh, result) = match r.as_slice() {
+            [flag, result] => (
+                flag.as_i64() == Some(1) || flag.as_string().as_deref() == Some("1"),
+                result.as_string().unwrap_or_default(),
+            ),
+            _ => return Err(BrokerError("unexpected publish reply".into())),
+        };
+        let mut parts = result.splitn(3, ' ');
+        let (Some(seq), Some(epoch), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(BrokerError("unexpected publish result".into()));
+        };
+        if self.min_replicas > 0 {
+            self.wait_for_replicas(session).await?;
         }
-        .instrument(span)
-        .await
+        if fresh {
+            crate::metrics::published(event.kind.as_str());
+        }
+        Ok(Published {
+            seq: seq.parse().map_err(|_| BrokerError("bad seq".into()))?,
+            epoch: epoch.to_owned(),
+            id: id.parse().map_err(|_| BrokerError("bad id".into()))?,
+            duplicate: !fresh,
+        })
     }
 
     async fn history(

@@ -36,23 +36,23 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-/// `/`, `/app.js`, `/style.css`, `/switchboard-client.js`.
+/// Path, content type and body of each file the page needs.
+const ASSETS: [(&str, &str, &str); 4] = [
+    ("/", "text/html; charset=utf-8", INDEX_HTML),
+    ("/app.js", "text/javascript; charset=utf-8", APP_JS),
+    ("/style.css", "text/css; charset=utf-8", STYLE_CSS),
+    (
+        "/switchboard-client.js",
+        "text/javascript; charset=utf-8",
+        CLIENT_JS,
+    ),
+];
+
+/// One GET route per asset.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/",
-            get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
-        )
-        .route(
-            "/app.js",
-            get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
-        )
-        .route(
-            "/style.css",
-            get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }),
-        )
-        .route(
-            "/switchboard-client.js",
-            get(|| async { asset("text/javascript; charset=utf-8", CLIENT_JS) }),
-        )
+    ASSETS
+        .into_iter()
+        .fold(Router::new(), |router, (path, content_type, body)| {
+            router.route(path, get(move || async move { asset(content_type, body) }))
+        })
 }
