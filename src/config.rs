@@ -80,7 +80,7 @@ pub struct Config {
     /// Per-connection queue length.
     pub conn_queue: usize,
     /// Moderation modes.
-    pub moderation: crate::moderation::Modes,
+    pub moderation: ModerationModes,
     /// Fail closed (refuse) when a moderation check fails.
     pub moderation_fail_closed: bool,
     /// Words or phrases the local check refuses.
@@ -127,7 +127,7 @@ impl Default for Config {
             heartbeat: Duration::from_secs(25),
             max_frame: 64 * 1024,
             conn_queue: 512,
-            moderation: crate::moderation::Modes::default(),
+            moderation: ModerationModes::default(),
             moderation_fail_closed: false,
             deny_patterns: Vec::new(),
             redis_prefix: "sb".to_owned(),
@@ -305,7 +305,7 @@ impl Config {
                 "must be between 1 and 1000000",
             ));
         }
-        let moderation = crate::moderation::Modes::parse(&cli.moderation)
+        let moderation = ModerationModes::parse(&cli.moderation)
             .map_err(|m| bad("SWITCHBOARD_MODERATION", m))?;
         let moderation_fail_closed = match cli.moderation_fail.trim() {
             "open" => false,
@@ -435,12 +435,14 @@ impl Config {
 mod access;
 mod agents;
 mod cli;
+mod moderation;
 mod ops;
 mod values;
 use values::{duration, http_url, number, required};
 mod realtime;
 pub use access::{AccessSettings, Rate, rate as parse_rate};
 pub use agents::{AgentSettings, MAX_ITERATIONS};
+pub use moderation::ModerationModes;
 pub use ops::OpsSettings;
 pub use realtime::{RealtimeSettings, Steer};
 #[cfg(test)]

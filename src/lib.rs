@@ -30,6 +30,7 @@
 pub mod agent;
 pub mod auth;
 pub mod broker;
+pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -9,7 +9,8 @@ use crate::auth::SessionClaims;
 use crate::domain::SessionId;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::{SessionState, StoreError, now_rfc3339};
+use crate::clock::now_rfc3339;
+use crate::store::{SessionState, StoreError};
 
 /// Whether a session was found or re-created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

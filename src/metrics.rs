@@ -20,15 +20,9 @@
 //! One recorder serves the whole process (tests run many apps in one process and share it).
 
 use std::sync::OnceLock;
-use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use dashmap::DashMap;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-use crate::state::AppState;
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -60,49 +54,6 @@ pub fn handle() -> PrometheusHandle {
             handle
         })
         .clone()
-}
-
-/// `GET /metrics`: the Prometheus text format.
-pub async fn render(State(state): State<AppState>) -> Response {
-    metrics::gauge!("switchboard_connections").set(state.hub.connection_count() as f64);
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        handle().render(),
-    )
-        .into_response()
-}
-
-/// Counts every HTTP request by route template and status, with its latency. The metric
-/// handles are cached per (method, route, status), so the hot path does one map lookup
-/// instead of building label sets.
-pub async fn track_http(req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let resp = next.run(req).await;
-    let route = route.as_ref().map_or("unmatched", |p| p.as_str());
-    let status = resp.status().as_u16();
-    crate::telemetry::record_route(method.as_str(), route, status);
-    let key = {
-        use std::hash::BuildHasher;
-        HASHER.hash_one((method.as_str(), route, status))
-    };
-    let handles = HTTP
-        .entry(key)
-        .or_insert_with(|| {
-            let (m, r) = (method.as_str().to_owned(), route.to_owned());
-            (
-                metrics::counter!("switchboard_http_requests_total", "method" => m.clone(), "route" => r.clone(), "status" => status.to_string()),
-                metrics::histogram!("switchboard_http_request_duration_seconds", "method" => m, "route" => r),
-            )
-        })
-        .clone();
-    handles.0.increment(1);
-    handles.1.record(started.elapsed().as_secs_f64());
-    resp
 }
 
 static HASHER: std::sync::LazyLock<std::collections::hash_map::RandomState> =
@@ -140,31 +91,41 @@ fn per_type(
         .clone()
 }
 
-/// The event type of a serialized envelope, read from its first field without parsing the
-/// whole JSON (`{"type":"<kind>",...}`; the envelope always serializes `type` first).
-pub fn event_type(json: &str) -> &str {
-    json.strip_prefix("{\"type\":\"")
-        .and_then(|rest| rest.split('"').next())
-        .unwrap_or("unknown")
+/// Counts a frame of type `kind` handed to `receivers` local connections, and its
+/// publish→deliver lag from the envelope's time (`ts_ms`, unix milliseconds; 0 = unknown).
+pub fn delivering(kind: &str, ts_ms: u64, receivers: usize) {
+    per_type(&DELIVERED, "switchboard_events_delivered_total", kind).increment(receivers as u64);
+    let now = crate::clock::unix_now_ms();
+    if ts_ms > 0 && now >= ts_ms {
+        LAG.record((now - ts_ms) as f64 / 1000.0);
+    }
 }
 
-/// Counts a frame handed to `receivers` local connections, and its publish→deliver lag.
-pub fn delivering(frame: &crate::broker::Frame, receivers: usize) {
-    let json = frame.json.as_str();
-    per_type(
-        &DELIVERED,
-        "switchboard_events_delivered_total",
-        event_type(json),
-    )
-    .increment(receivers as u64);
-    if let Some(ts) = json
-        .split_once("\"ts\":\"")
-        .and_then(|(_, rest)| rest.split('"').next())
-        .and_then(|ts| humantime::parse_rfc3339(ts).ok())
-        && let Ok(lag) = std::time::SystemTime::now().duration_since(ts)
-    {
-        LAG.record(lag.as_secs_f64());
-    }
+/// Counts an HTTP request by method, route template and status, with its latency. The
+/// handles are cached per label set, so the hot path does one map lookup instead of
+/// building label sets.
+pub fn http_request(method: &str, route: &str, status: u16, seconds: f64) {
+    let key = {
+        use std::hash::BuildHasher;
+        HASHER.hash_one((method, route, status))
+    };
+    let handles = HTTP
+        .entry(key)
+        .or_insert_with(|| {
+            let (m, r) = (method.to_owned(), route.to_owned());
+            (
+                metrics::counter!("switchboard_http_requests_total", "method" => m.clone(), "route" => r.clone(), "status" => status.to_string()),
+                metrics::histogram!("switchboard_http_request_duration_seconds", "method" => m, "route" => r),
+            )
+        })
+        .clone();
+    handles.0.increment(1);
+    handles.1.record(seconds);
+}
+
+/// Sets the gauge of open event-channel connections on this instance.
+pub fn connections(n: usize) {
+    metrics::gauge!("switchboard_connections").set(n as f64);
 }
 
 /// Counts a published event.
@@ -174,15 +135,6 @@ pub fn published(kind: &str) {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn the_event_type_is_read_from_the_envelope_prefix() {
-        assert_eq!(
-            super::event_type(r#"{"type":"agent.switch","session_id":"s"}"#),
-            "agent.switch"
-        );
-        assert_eq!(super::event_type("garbage"), "unknown");
-    }
-
     #[test]
     fn custom_event_types_fold_into_one_label_past_the_bound() {
         let map = dashmap::DashMap::new();

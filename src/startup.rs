@@ -141,7 +141,7 @@ impl Application {
             upstream,
             tokens,
             users: crate::auth::user::UserVerifier::from_settings(&config.access),
-            limits: crate::auth::caller::Limits::new(&config),
+            limits: crate::http::caller::Limits::new(&config),
             instance_id,
             started: Instant::now(),
             config,
@@ -247,8 +247,8 @@ pub fn router(state: AppState) -> Router {
     // Route-level layers see the matched route template (for metrics); the fallback is
     // added after them and counts as `unmatched`.
     let mut app = crate::http::routes()
-        .route("/metrics", axum::routing::get(crate::metrics::render))
-        .layer(axum::middleware::from_fn(crate::metrics::track_http))
+        .route("/metrics", axum::routing::get(crate::http::metrics::render))
+        .layer(axum::middleware::from_fn(crate::http::metrics::track_http))
         .fallback(not_found_fallback)
         .layer(DefaultBodyLimit::max(body_limit));
     if let Some(cors) = cors {

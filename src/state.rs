@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::auth::TokenIssuer;
-use crate::broker::{Broker, BrokerError};
+use crate::broker::Broker;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::scenario::ScenarioRegistry;
-use crate::store::{SessionStore, StoreError};
+use crate::store::SessionStore;
 use crate::upstream::UpstreamClient;
 
 /// Shared application state.
@@ -44,7 +44,7 @@ pub struct Inner {
     /// User tokens from the host app; `None` when not configured.
     pub users: Option<crate::auth::user::UserVerifier>,
     /// Rate limits of the model-backed endpoints.
-    pub limits: Arc<crate::auth::caller::Limits>,
+    pub limits: Arc<crate::http::caller::Limits>,
     /// This process's id (in `/api/health` and the `welcome` frame).
     pub instance_id: String,
     /// Process start, for uptime.
@@ -69,58 +69,5 @@ impl Deref for AppState {
     type Target = Inner;
     fn deref(&self) -> &Inner {
         &self.0
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "session store failed");
-        ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            "the session store is unavailable; retry shortly",
-        )
-        .with_retry_after(1)
-    }
-}
-
-impl From<crate::memory::MemoryError> for ApiError {
-    fn from(e: crate::memory::MemoryError) -> Self {
-        use crate::memory::MemoryError;
-        match e {
-            MemoryError::Busy => ApiError::new(
-                axum::http::StatusCode::CONFLICT,
-                "agent_session_busy",
-                "another turn on this agent session is still running; retry shortly",
-            )
-            .with_retry_after(1),
-            MemoryError::LockLost => ApiError::new(
-                axum::http::StatusCode::CONFLICT,
-                "agent_session_busy",
-                "the turn took longer than its lock and another turn took over; nothing was written, retry",
-            )
-            .with_retry_after(1),
-            MemoryError::Unavailable(m) => {
-                tracing::error!(error = %m, "agent memory failed");
-                ApiError::new(
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
-                    "the agent memory store is unavailable; retry shortly",
-                )
-                .with_retry_after(1)
-            }
-        }
-    }
-}
-
-impl From<BrokerError> for ApiError {
-    fn from(e: BrokerError) -> Self {
-        tracing::error!(error = %e, "broker failed");
-        ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "broker_unavailable",
-            "the event broker is unavailable; retry shortly",
-        )
-        .with_retry_after(1)
     }
 }

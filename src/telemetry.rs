@@ -23,7 +23,7 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::http::{HeaderMap, Request};
+use http::{HeaderMap, Request};
 use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
@@ -358,22 +358,23 @@ pub fn current_ids() -> Option<(String, String)> {
 }
 
 /// A span for delivering one event to this instance's sockets, linked to the span that
-/// published it (read from the envelope). `None` when tracing is off.
-pub fn delivery_span(json: &str, receivers: usize) -> Option<Span> {
+/// published it (the frame's trace ids). `None` when tracing is off.
+pub fn delivery_span(
+    kind: &str,
+    trace_id: Option<&str>,
+    span_id: Option<&str>,
+    receivers: usize,
+) -> Option<Span> {
     if !enabled() {
         return None;
     }
-    let field = |pattern: &str| {
-        json.split_once(pattern)
-            .and_then(|(_, rest)| rest.split('"').next())
-    };
     // Untraced (or unsampled) events get no delivery span.
-    let (t, s) = (field("\"trace_id\":\"")?, field("\"span_id\":\"")?);
+    let (t, s) = (trace_id?, span_id?);
     let (t, s) = (TraceId::from_hex(t).ok()?, SpanId::from_hex(s).ok()?);
     let span = tracing::debug_span!(
         "deliver",
         "otel.kind" = "consumer",
-        event.r#type = crate::metrics::event_type(json),
+        event.r#type = kind,
         receivers,
     );
     span.add_link(SpanContext::new(

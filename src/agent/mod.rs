@@ -12,7 +12,7 @@ pub mod session;
 
 use serde_json::{Value, json};
 
-use crate::http::responses::message_texts;
+use crate::upstream::responses::message_texts;
 use crate::tools::{ToolContext, ToolRegistry, Trail};
 use crate::upstream::{UpstreamClient, UpstreamError};
 use proto_events::events::ToolResult;

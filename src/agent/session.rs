@@ -27,7 +27,7 @@ use crate::memory::{AgentMemory, LockToken};
 use crate::scenario::view::agent_view;
 use crate::scenario::{Agent, Scenario};
 use crate::state::AppState;
-use crate::store::now_rfc3339;
+use crate::clock::now_rfc3339;
 
 /// Store key (in the agent session's scope) of its spec.
 const SPEC_KEY: &str = "agent:spec";

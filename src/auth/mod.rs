@@ -1,7 +1,7 @@
 //! Credentials. Three kinds: the server API key (operators and back ends), session tokens
 //! (a browser acting on one session), and user tokens from the host app ([`user`]).
-//! [`caller`] classifies a request and enforces anonymous access and rate limits on the
-//! model-backed endpoints.
+//! The HTTP edge (`http::caller`) classifies a request and enforces anonymous access and
+//! rate limits on the model-backed endpoints.
 //!
 //! Session tokens are HS256 JWTs that let a browser act on one session.
 //!
@@ -10,20 +10,17 @@
 //! taken from `Authorization: Bearer`, or from `?token=` on the WebSocket and SSE routes only
 //! (browsers cannot set headers there). Tokens are never logged.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use axum::http::HeaderMap;
-use axum::http::header::AUTHORIZATION;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
+use crate::clock::unix_now_ms;
 use crate::config::Config;
 use crate::domain::SessionId;
-use crate::error::ApiError;
 
-pub mod caller;
 pub mod user;
 
 /// Claims of a session token.
@@ -60,12 +57,6 @@ pub enum TokenError {
     /// Bad signature, wrong algorithm, malformed, or issued for another session.
     #[error("the session token is not valid for this session")]
     Invalid,
-}
-
-impl From<TokenError> for ApiError {
-    fn from(e: TokenError) -> Self {
-        ApiError::unauthorized(e.to_string())
-    }
 }
 
 /// Signs and verifies session tokens.
@@ -170,34 +161,6 @@ impl TokenIssuer {
     }
 }
 
-/// The bearer token of a request, if any.
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
-
-/// Checks the request carries a server API key (`Authorization: Bearer <key>`), in
-/// constant time. Without a configured key, server endpoints are closed.
-pub fn require_api_key(config: &Config, headers: &HeaderMap) -> Result<(), ApiError> {
-    if config.api_keys.is_empty() {
-        return Err(ApiError::unauthorized(
-            "server endpoints are disabled: set SWITCHBOARD_API_KEY to use them",
-        ));
-    }
-    let given = bearer(headers).ok_or_else(|| {
-        ApiError::unauthorized("the server API key is required (Authorization: Bearer <key>)")
-    })?;
-    if is_api_key(config, given) {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized("the server API key is not valid"))
-    }
-}
-
 /// True when `given` is one of the configured server API keys. Every key is compared, in
 /// constant time, so neither the match nor its position shows in the timing.
 pub fn is_api_key(config: &Config, given: &str) -> bool {
@@ -217,21 +180,6 @@ impl SessionClaims {
     }
 }
 
-/// Unix time in milliseconds.
-pub fn unix_now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}
-
-/// Unix time in seconds.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-}
 
 #[cfg(test)]
 mod tests {
@@ -242,7 +190,7 @@ mod tests {
         let issuer = TokenIssuer::new(&[7u8; 32], Duration::from_secs(60));
         let a: SessionId = "a".parse().unwrap();
         let (t, exp) = issuer.issue(&a, "simpleHandoff", "greeter");
-        assert!(exp > unix_now());
+        assert!(exp > crate::clock::unix_now());
         let claims = issuer.verify(&t, "a").unwrap();
         assert_eq!(
             (claims.scn.as_str(), claims.root.as_str()),

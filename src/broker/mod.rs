@@ -14,7 +14,9 @@ pub mod redis_conn;
 pub mod sequencer;
 
 use async_trait::async_trait;
-use axum::extract::ws::Utf8Bytes;
+use std::sync::Arc;
+
+use bytes::Bytes;
 pub use proto_events::Top;
 use proto_events::{Envelope, EventType};
 use serde_json::Value;
@@ -27,16 +29,87 @@ use crate::domain::SessionId;
 #[error("broker unavailable: {0}")]
 pub struct BrokerError(pub String);
 
-/// One serialized event: its `seq` (for ordering and de-duplication without parsing) and
-/// the envelope's JSON, shared by every receiver.
+/// One serialized event: its `seq` (for ordering and de-duplication without parsing), what
+/// metrics and tracing need to know about it ([`FrameMeta`]), and the envelope's JSON,
+/// shared by every receiver. The channel layer turns the bytes into its socket type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     /// The envelope's seq.
     pub seq: u64,
-    /// The envelope as JSON text (reference-counted: cloning shares the bytes, and a
-    /// WebSocket text message or an SSE data line is made from it without copying or
-    /// re-validating).
-    pub json: Utf8Bytes,
+    /// The envelope's type, time and trace ids.
+    pub meta: Arc<FrameMeta>,
+    /// The envelope as UTF-8 JSON text (reference-counted: cloning shares the bytes).
+    pub json: Bytes,
+}
+
+/// What is known about a frame without reading its JSON again.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FrameMeta {
+    /// The envelope's `type`.
+    pub kind: String,
+    /// The envelope's `ts`, as unix milliseconds (0 when unknown).
+    pub ts_ms: u64,
+    /// The publishing span's trace id (hex), when the publish was traced.
+    pub trace_id: Option<String>,
+    /// The publishing span's id (hex), when the publish was traced.
+    pub span_id: Option<String>,
+}
+
+impl Frame {
+    /// A frame from envelope JSON that arrived as text (a history read, a pub/sub message):
+    /// the metadata is read from the envelope's fixed field order (`type` first, `ts` before
+    /// `data`, the trace ids last), so no full parse is needed.
+    pub fn from_json(seq: u64, json: String) -> Self {
+        let meta = FrameMeta::scan(&json);
+        Self {
+            seq,
+            meta: Arc::new(meta),
+            json: Bytes::from(json),
+        }
+    }
+
+    /// The JSON as text.
+    pub fn text(&self) -> &str {
+        // Frames are only built from `String`s, so the bytes are UTF-8.
+        std::str::from_utf8(&self.json).unwrap_or_default()
+    }
+}
+
+impl FrameMeta {
+    /// Reads the metadata of a serialized [`Envelope`] (see [`Frame::from_json`]).
+    pub fn scan(json: &str) -> Self {
+        let field = |pattern: &str| {
+            json.split_once(pattern)
+                .and_then(|(_, rest)| rest.split('"').next())
+        };
+        let kind = json
+            .strip_prefix("{\"type\":\"")
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or("unknown")
+            .to_owned();
+        // `ts` precedes `data`, so a payload field named `ts` cannot be read first.
+        let ts_ms = field("\"ts\":\"")
+            .and_then(|ts| humantime::parse_rfc3339(ts).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as u64);
+        // The trace ids are serialized after `data`: read them from the end.
+        let tail_field = |pattern: &str| {
+            json.rsplit_once(pattern)
+                .and_then(|(_, rest)| rest.split('"').next())
+                .filter(|v| v.bytes().all(|b| b.is_ascii_hexdigit()))
+                .map(str::to_owned)
+        };
+        let (trace_id, span_id) = match tail_field("\"span_id\":\"") {
+            Some(span) => (tail_field("\"trace_id\":\""), Some(span)),
+            None => (None, None),
+        };
+        Self {
+            kind,
+            ts_ms,
+            trace_id,
+            span_id,
+        }
+    }
 }
 
 /// What to publish.
@@ -173,13 +246,14 @@ pub fn new_epoch() -> String {
 /// Builds and serializes an envelope (the one place channel JSON is produced).
 pub fn encode(session: &SessionId, seq: u64, epoch: &str, event: &Publish) -> (uuid::Uuid, Frame) {
     let id = uuid::Uuid::now_v7();
+    let now = std::time::SystemTime::now();
     let env = Envelope {
         kind: event.kind.clone(),
         session_id: session.to_string(),
         seq,
         epoch: epoch.to_owned(),
         id,
-        ts: crate::store::now_rfc3339(),
+        ts: humantime::format_rfc3339_millis(now).to_string(),
         data: event.data.clone(),
         trace_id: None,
         span_id: None,
@@ -192,11 +266,20 @@ pub fn encode(session: &SessionId, seq: u64, epoch: &str, event: &Publish) -> (u
         env.trace_id = event.trace_id.clone();
     }
     let json = serde_json::to_string(&env).expect("an envelope always serializes");
+    let meta = FrameMeta {
+        kind: env.kind.as_str().to_owned(),
+        ts_ms: now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        trace_id: env.trace_id,
+        span_id: env.span_id,
+    };
     (
         id,
         Frame {
             seq,
-            json: Utf8Bytes::from(json),
+            meta: Arc::new(meta),
+            json: Bytes::from(json),
         },
     )
 }

@@ -30,7 +30,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use fred::clients::SubscriberClient;
 use fred::prelude::*;
@@ -180,10 +179,7 @@ fn parse_history(values: Vec<Value>, after: u64) -> Result<Option<History>, Brok
     };
     let events: Vec<Frame> = values[3..]
         .chunks_exact(2)
-        .map(|p| Frame {
-            seq: num(&p[0]),
-            json: Utf8Bytes::from(text(&p[1])),
-        })
+        .map(|p| Frame::from_json(num(&p[0]), text(&p[1])))
         .filter(|f| f.seq <= top.seq)
         .collect();
     let complete = after <= top.seq && events.len() as u64 == top.seq - after;
@@ -226,7 +222,7 @@ impl Broker for RedisBroker {
         // Serialize once with placeholders; the script splices in the seq and epoch.
         let (id, frame) = encode(session, 0, "", &event);
         let marker = "\"seq\":0,\"epoch\":\"\"";
-        let json = frame.json.as_str();
+        let json = frame.text();
         let at = json
             .find(marker)
             .ok_or_else(|| BrokerError("envelope layout changed".into()))?;

@@ -209,15 +209,10 @@ impl Sequencer {
 
 #[cfg(test)]
 mod tests {
-    use axum::extract::ws::Utf8Bytes;
-
     use super::*;
 
     fn f(seq: u64) -> Frame {
-        Frame {
-            seq,
-            json: Utf8Bytes::from(seq.to_string()),
-        }
+        Frame::from_json(seq, seq.to_string())
     }
 
     fn seqs(step: &Step) -> Vec<u64> {

@@ -86,7 +86,7 @@ fn invalid(message: impl Into<String>) -> ApiError {
         (status = 503, body = crate::error::ErrorBody), (status = 504, body = crate::error::ErrorBody)))]
 pub async fn run(
     State(state): State<AppState>,
-    _access: crate::auth::caller::ModelAccess,
+    _access: crate::http::caller::ModelAccess,
     Json(req): Json<AgentRunRequest>,
 ) -> Result<Json<AgentRunResponse>, ApiError> {
     let input: Vec<Value> = match (req.messages, req.input) {

@@ -20,7 +20,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::events::PublishResponse;
-use crate::auth::require_api_key;
+use crate::http::caller::require_api_key;
 use crate::broker::Publish;
 use crate::domain::SessionId;
 use crate::error::{ApiError, ErrorDetail, Json};

@@ -18,7 +18,8 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use super::sessions::authorize;
-use crate::auth::{TokenError, bearer, is_api_key};
+use crate::auth::{TokenError, is_api_key};
+use crate::http::caller::bearer;
 use crate::broker::publish_event;
 use crate::domain::SessionId;
 use crate::error::{ApiError, Json, Path, Query};

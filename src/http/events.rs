@@ -12,7 +12,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::sessions::authorize;
-use crate::auth::require_api_key;
+use crate::http::caller::require_api_key;
 use crate::broker::Publish;
 use crate::domain::SessionId;
 use crate::error::{ApiError, Json, Path, Query};
@@ -91,7 +91,7 @@ pub async fn history(
                 if i > 0 {
                     body.push(',');
                 }
-                body.push_str(f.json.as_str());
+                body.push_str(f.text());
             }
             body.push(']');
             (body, h.top, h.complete)

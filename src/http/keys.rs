@@ -48,7 +48,7 @@ pub fn router() -> Router<AppState> {
         (status = 504, body = crate::error::ErrorBody)))]
 pub async fn mint(
     State(state): State<AppState>,
-    _access: crate::auth::caller::ModelAccess,
+    _access: crate::http::caller::ModelAccess,
 ) -> Result<Json<EphemeralKey>, ApiError> {
     let upstream = state.upstream()?;
     let key = upstream

@@ -3,12 +3,14 @@
 
 pub mod agent;
 pub mod batch;
+pub mod caller;
 pub mod calls;
 pub mod context;
 pub mod demo;
 pub mod events;
 pub mod health;
 pub mod keys;
+pub mod metrics;
 pub mod moderate;
 pub mod openapi;
 pub mod orchestrate;

@@ -74,7 +74,7 @@ pub fn router() -> Router<AppState> {
         (status = 422, body = crate::error::ErrorBody)))]
 pub async fn moderate(
     State(state): State<AppState>,
-    _access: crate::auth::caller::ModelAccess,
+    _access: crate::http::caller::ModelAccess,
     headers: HeaderMap,
     Json(req): Json<ModerationRequest>,
 ) -> Result<Json<ModerationDecision>, ApiError> {

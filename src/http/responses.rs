@@ -15,6 +15,7 @@ use axum::routing::post;
 use serde_json::Value;
 
 use crate::error::{ApiError, Json};
+use crate::upstream::responses::add_sdk_fields;
 use crate::state::AppState;
 
 /// Routes of this module.
@@ -45,7 +46,7 @@ pub struct ResponsesRequest {
         (status = 503, body = crate::error::ErrorBody), (status = 504, body = crate::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
-    _access: crate::auth::caller::ModelAccess,
+    _access: crate::http::caller::ModelAccess,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
     let Some(obj) = body.as_object() else {
@@ -68,7 +69,7 @@ pub async fn create(
         let resp = upstream
             .post_stream("responses", &body)
             .await
-            .map_err(|e| e.into_proxy_error())?;
+            .map_err(crate::error::proxy_error)?;
         let content_type = resp
             .headers()
             .get(header::CONTENT_TYPE)
@@ -87,75 +88,7 @@ pub async fn create(
     let mut resp = upstream
         .post_json("responses", &body)
         .await
-        .map_err(|e| e.into_proxy_error())?;
+        .map_err(crate::error::proxy_error)?;
     add_sdk_fields(&mut resp, wants_parsed);
     Ok(Json(resp).into_response())
-}
-
-/// Adds `output_text` and, when asked, `output_parsed` to a Responses API answer.
-pub fn add_sdk_fields(resp: &mut Value, wants_parsed: bool) {
-    let texts: Vec<&str> = message_texts(resp).collect();
-    let output_text = texts.concat();
-    let parsed = if wants_parsed {
-        Some(
-            texts
-                .iter()
-                .filter_map(|t| serde_json::from_str::<Value>(t).ok())
-                .find(|v| !v.is_null())
-                .unwrap_or(Value::Null),
-        )
-    } else {
-        None
-    };
-    if let Some(obj) = resp.as_object_mut() {
-        obj.insert("output_text".into(), Value::String(output_text));
-        if let Some(p) = parsed {
-            obj.insert("output_parsed".into(), p);
-        }
-    }
-}
-
-/// The `output_text` parts of the `message` items, in order.
-pub fn message_texts(resp: &Value) -> impl Iterator<Item = &str> {
-    resp.get("output")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|item| item.get("type").and_then(Value::as_str) == Some("message"))
-        .filter_map(|item| item.get("content").and_then(Value::as_array))
-        .flatten()
-        .filter(|part| part.get("type").and_then(Value::as_str) == Some("output_text"))
-        .filter_map(|part| part.get("text").and_then(Value::as_str))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn output_text_joins_message_parts_and_parsed_skips_refusals() {
-        let mut r = json!({"output": [
-            {"type": "reasoning", "summary": []},
-            {"type": "message", "content": [
-                {"type": "refusal", "refusal": "no"},
-                {"type": "output_text", "text": "{\"a\":"},
-            ]},
-            {"type": "message", "content": [{"type": "output_text", "text": "1}"}]},
-        ]});
-        add_sdk_fields(&mut r, true);
-        assert_eq!(r["output_text"], "{\"a\":1}");
-        // Neither part alone is JSON, so nothing parses.
-        assert_eq!(r["output_parsed"], Value::Null);
-
-        let mut r = json!({"output": [{"type": "message", "content": [
-            {"type": "output_text", "text": "{\"category\":\"NONE\"}"}]}]});
-        add_sdk_fields(&mut r, true);
-        assert_eq!(r["output_parsed"]["category"], "NONE");
-
-        let mut r = json!({"output": []});
-        add_sdk_fields(&mut r, false);
-        assert_eq!(r["output_text"], "");
-        assert!(r.get("output_parsed").is_none());
-    }
 }

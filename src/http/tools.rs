@@ -117,7 +117,7 @@ pub async fn execute(
     State(state): State<AppState>,
     // Tools may call the model (the supervisor, the returns check): the same access rules
     // and rate limits as the model-backed endpoints.
-    _access: crate::auth::caller::ModelAccess,
+    _access: crate::http::caller::ModelAccess,
     headers: HeaderMap,
     Json(req): Json<ToolExecutionRequest>,
 ) -> Result<Json<ToolExecutionResult>, ApiError> {

@@ -101,7 +101,7 @@ impl AgentMemory for RedisMemory {
         let key = self.session_key(session);
         let mut args = vec![
             session.to_owned(),
-            crate::auth::unix_now().to_string(),
+            crate::clock::unix_now().to_string(),
             self.cap.to_string(),
             self.ttl
                 .map(|t| t.as_secs().max(1).to_string())

@@ -13,65 +13,11 @@ pub mod redact;
 use regex::Regex;
 use serde_json::{Map, Value, json};
 
-use crate::http::responses::add_sdk_fields;
+use crate::upstream::responses::add_sdk_fields;
 use crate::upstream::UpstreamClient;
 
-/// Which checks run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Modes {
-    /// Deny phrases and PII redaction.
-    pub local: bool,
-    /// `POST /moderations`.
-    pub upstream: bool,
-    /// The brand classifier through `POST /responses`.
-    pub brand: bool,
-}
-
-impl Default for Modes {
-    fn default() -> Self {
-        Self {
-            local: true,
-            upstream: false,
-            brand: false,
-        }
-    }
-}
-
-impl Modes {
-    /// From `local,upstream,brand` (any non-empty subset).
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let mut m = Self {
-            local: false,
-            upstream: false,
-            brand: false,
-        };
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            match part {
-                "local" => m.local = true,
-                "upstream" => m.upstream = true,
-                "brand" => m.brand = true,
-                other => return Err(format!("{other:?}: use local, upstream and/or brand")),
-            }
-        }
-        if !(m.local || m.upstream || m.brand) {
-            return Err("name at least one of local, upstream, brand".into());
-        }
-        Ok(m)
-    }
-
-    /// The modes as a list.
-    pub fn names(&self) -> Vec<&'static str> {
-        [
-            ("local", self.local),
-            ("upstream", self.upstream),
-            ("brand", self.brand),
-        ]
-        .into_iter()
-        .filter(|(_, on)| *on)
-        .map(|(n, _)| n)
-        .collect()
-    }
-}
+/// Which checks run (the setting's type, owned by `config`).
+pub use crate::config::ModerationModes as Modes;
 
 /// The merged result of every check.
 #[derive(Debug, Clone, Default)]

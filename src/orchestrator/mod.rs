@@ -14,7 +14,7 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use crate::http::responses::add_sdk_fields;
+use crate::upstream::responses::add_sdk_fields;
 use crate::scenario::{Agent, Scenario};
 use crate::upstream::UpstreamClient;
 

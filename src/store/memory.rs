@@ -37,7 +37,7 @@ impl MemoryStore {
             map: DashMap::new(),
             values: DashMap::new(),
             ttl,
-            since: crate::auth::unix_now_ms(),
+            since: crate::clock::unix_now_ms(),
         });
         let weak = Arc::downgrade(&store);
         let every = ttl.clamp(Duration::from_millis(100), Duration::from_secs(60));
@@ -119,7 +119,7 @@ impl SessionStore for MemoryStore {
             return Ok(false);
         };
         e.state.context = context.map(str::to_owned);
-        e.state.updated_at = super::now_rfc3339();
+        e.state.updated_at = crate::clock::now_rfc3339();
         e.expires = now + self.ttl;
         Ok(true)
     }
@@ -140,7 +140,7 @@ impl SessionStore for MemoryStore {
         e.state.active_agent = to
             .parse()
             .map_err(|err: crate::domain::InvalidId| StoreError::Corrupt(err.to_string()))?;
-        e.state.updated_at = super::now_rfc3339();
+        e.state.updated_at = crate::clock::now_rfc3339();
         e.expires = now + self.ttl;
         Ok(true)
     }
@@ -211,8 +211,8 @@ mod tests {
             scenario_id: "simpleHandoff".parse().unwrap(),
             root_agent: "greeter".parse().unwrap(),
             active_agent: "greeter".parse().unwrap(),
-            created_at: super::super::now_rfc3339(),
-            updated_at: super::super::now_rfc3339(),
+            created_at: crate::clock::now_rfc3339(),
+            updated_at: crate::clock::now_rfc3339(),
             context: None,
             user_id: None,
         }

@@ -113,8 +113,3 @@ pub trait SessionStore: Send + Sync + 'static {
     /// before it may name a session that was lost rather than one that expired.
     async fn dataset_since(&self) -> Result<u64, StoreError>;
 }
-
-/// Now as RFC 3339 UTC with milliseconds.
-pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
-}

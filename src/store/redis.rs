@@ -104,7 +104,7 @@ impl SessionStore for RedisStore {
                 .client
                 .set(
                     format!("{}:dataset", self.prefix),
-                    crate::auth::unix_now_ms(),
+                    crate::clock::unix_now_ms(),
                     None,
                     Some(SetOptions::NX),
                     false,
@@ -206,7 +206,7 @@ impl SessionStore for RedisStore {
                 vec![
                     "context".to_owned(),
                     context.unwrap_or_default().to_owned(),
-                    super::now_rfc3339(),
+                    crate::clock::now_rfc3339(),
                     self.ttl.as_millis().to_string(),
                 ],
             )
@@ -229,7 +229,7 @@ impl SessionStore for RedisStore {
                 vec![
                     from.to_owned(),
                     to.to_owned(),
-                    super::now_rfc3339(),
+                    crate::clock::now_rfc3339(),
                     self.ttl.as_millis().to_string(),
                 ],
             )
@@ -297,7 +297,7 @@ impl SessionStore for RedisStore {
 
     async fn dataset_since(&self) -> Result<u64, StoreError> {
         let key = format!("{}:dataset", self.prefix);
-        let now = crate::auth::unix_now_ms();
+        let now = crate::clock::unix_now_ms();
         // SET NX GET: keeps the first value, returns it (nil when we just set it).
         let prev: Option<u64> = self
             .client

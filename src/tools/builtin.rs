@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::{Tool, ToolContext, ToolError, data};
-use crate::http::responses::message_texts;
+use crate::upstream::responses::message_texts;
 
 /// Tools that stand outside any scenario's agent lists: `(name, description, schema)`.
 pub fn extra_declarations() -> Vec<(String, String, Value)> {

@@ -4,21 +4,20 @@
 //! exponential backoff, after a connection error or a 429/5xx answer (honouring a short
 //! `Retry-After`). A timeout is not retried: the upstream may still be working on it, and
 //! a model call costs money. Errors carry the upstream's own message with the API key
-//! scrubbed out; [`UpstreamError`] converts to `502 upstream_error` / `504 upstream_timeout`.
+//! scrubbed out; the edge answers [`UpstreamError`] as `502 upstream_error` / `504 upstream_timeout`.
 //! The key lives in a `SecretString` and is only exposed to build the `Authorization` header.
 
 pub mod realtime;
+pub mod responses;
 
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use rand::Rng;
 use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::error::ApiError;
 
 /// Longest upstream message passed on to a client.
 const MAX_MESSAGE: usize = 500;
@@ -45,38 +44,6 @@ pub enum UpstreamError {
     /// The upstream answered 2xx with a body we cannot use.
     #[error("upstream answered with an unexpected body: {0}")]
     InvalidBody(String),
-}
-
-impl From<UpstreamError> for ApiError {
-    fn from(e: UpstreamError) -> Self {
-        match e {
-            UpstreamError::Timeout(_) => ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                e.to_string(),
-            ),
-            _ => ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", e.to_string()),
-        }
-    }
-}
-
-impl UpstreamError {
-    /// For pure proxies (`/api/responses`), where the client wrote the request body: an
-    /// upstream 400/404/409/413/422 is the client's mistake and keeps its status (code
-    /// `upstream_rejected`), so SDK clients do not retry it; everything else maps as usual.
-    pub fn into_proxy_error(self) -> ApiError {
-        match &self {
-            UpstreamError::Status {
-                status: s @ (400 | 404 | 409 | 413 | 422),
-                message,
-            } => ApiError::new(
-                StatusCode::from_u16(*s).unwrap_or(StatusCode::BAD_REQUEST),
-                "upstream_rejected",
-                format!("upstream refused the request: {message}"),
-            ),
-            _ => self.into(),
-        }
-    }
 }
 
 /// A request body.

@@ -142,8 +142,14 @@ impl LiveSink for Hub {
         let Some(mut conns) = self.sessions.get_mut(session) else {
             return;
         };
-        crate::metrics::delivering(&frame, conns.len());
-        let span = crate::telemetry::delivery_span(frame.json.as_str(), conns.len());
+        crate::metrics::delivering(&frame.meta.kind, frame.meta.ts_ms, conns.len());
+        let m = &frame.meta;
+        let span = crate::telemetry::delivery_span(
+            &m.kind,
+            m.trace_id.as_deref(),
+            m.span_id.as_deref(),
+            conns.len(),
+        );
         let _entered = span.as_ref().map(|s| s.enter());
         let mut dropped = 0;
         conns.retain_mut(|c| match c.tx.try_send(frame.clone()) {
@@ -175,15 +181,10 @@ impl LiveSink for Hub {
 
 #[cfg(test)]
 mod tests {
-    use axum::extract::ws::Utf8Bytes;
-
     use super::*;
 
     fn frame(seq: u64) -> Frame {
-        Frame {
-            seq,
-            json: Utf8Bytes::from(format!("{{\"seq\":{seq}}}")),
-        }
+        Frame::from_json(seq, format!("{{\"seq\":{seq}}}"))
     }
 
     #[tokio::test]

@@ -88,7 +88,6 @@ impl Seam {
 
 #[cfg(test)]
 mod tests {
-    use axum::extract::ws::Utf8Bytes;
     use proptest::prelude::*;
 
     use super::*;
@@ -96,10 +95,7 @@ mod tests {
 
     fn frames(range: std::ops::RangeInclusive<u64>) -> Vec<Frame> {
         range
-            .map(|seq| Frame {
-                seq,
-                json: Utf8Bytes::from(seq.to_string()),
-            })
+            .map(|seq| Frame::from_json(seq, seq.to_string()))
             .collect()
     }
 

@@ -71,6 +71,12 @@ fn close_message(code: CloseCode) -> Message {
     }))
 }
 
+/// A broker frame as a WebSocket text message (the bytes are shared, not copied).
+fn frame_message(frame: crate::broker::Frame) -> Message {
+    // Frames are built from `String`s, so the check cannot fail; an empty text stands in.
+    Message::Text(Utf8Bytes::try_from(frame.json).unwrap_or_default())
+}
+
 fn json_message<T: serde::Serialize>(v: &T) -> Message {
     Message::Text(Utf8Bytes::from(
         serde_json::to_string(v).expect("protocol frames serialize"),
@@ -92,7 +98,7 @@ async fn run(socket: WebSocket, state: &AppState, attached: Attached) {
         return;
     }
     for f in replay {
-        if tx.feed(Message::Text(f.json)).await.is_err() {
+        if tx.feed(frame_message(f)).await.is_err() {
             return;
         }
     }
@@ -111,12 +117,12 @@ async fn run(socket: WebSocket, state: &AppState, attached: Attached) {
                 match seam.admit(frame.seq) {
                     Admit::Deliver => {
                         // Send what is already queued in one flush.
-                        if tx.feed(Message::Text(frame.json)).await.is_err() { break None; }
+                        if tx.feed(frame_message(frame)).await.is_err() { break None; }
                         let mut gap = false;
                         while let Ok(next) = member.rx.try_recv() {
                             match seam.admit(next.seq) {
                                 Admit::Deliver => {
-                                    if tx.feed(Message::Text(next.json)).await.is_err() { break; }
+                                    if tx.feed(frame_message(next)).await.is_err() { break; }
                                 }
                                 Admit::Duplicate => {}
                                 Admit::Gap => { gap = true; break; }

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 use super::attach::{AttachRequest, Attached, attach, detach};
 use super::recovery::Admit;
-use crate::auth::bearer;
+use crate::http::caller::bearer;
 use crate::error::{ApiError, Path, Query};
 use crate::state::AppState;
 
@@ -109,7 +109,7 @@ async fn pump(state: AppState, attached: Attached, tx: mpsc::Sender<Event>) {
             break;
         }
         ok = tx
-            .send(envelope_event(f.json.as_str(), f.seq))
+            .send(envelope_event(f.text(), f.seq))
             .await
             .is_ok();
     }
@@ -125,7 +125,7 @@ async fn pump(state: AppState, attached: Attached, tx: mpsc::Sender<Event>) {
                     let Some(frame) = frame else { break Some(CloseCode::SlowConsumer) };
                     match seam.admit(frame.seq) {
                         Admit::Deliver => {
-                            if tx.send(envelope_event(frame.json.as_str(), frame.seq)).await.is_err() {
+                            if tx.send(envelope_event(frame.text(), frame.seq)).await.is_err() {
                                 break None;
                             }
                         }

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
 use fred::prelude::*;
 use fred::types::Message;
 
@@ -83,10 +82,7 @@ impl RedisBroker {
             return;
         };
         let Ok(seq) = seq.parse::<u64>() else { return };
-        let frame = Frame {
-            seq,
-            json: Utf8Bytes::from(json.to_owned()),
-        };
+        let frame = Frame::from_json(seq, json.to_owned());
         let step = seq_state.lock().expect("sequencer lock").offer(frame);
         self.apply(&session, step);
     }

@@ -6,11 +6,12 @@ use axum::http::{HeaderMap, StatusCode};
 
 use super::{CreateRequest, CreateResponse, bounded, parse_id};
 use crate::agent::session::{AgentSpec, load_spec, save_spec};
-use crate::auth::{TokenError, bearer, is_api_key};
+use crate::auth::{TokenError, is_api_key};
+use crate::http::caller::bearer;
 use crate::domain::SessionId;
 use crate::error::{ApiError, Json};
 use crate::state::AppState;
-use crate::store::now_rfc3339;
+use crate::clock::now_rfc3339;
 
 const DEFAULT_MODEL: &str = "gpt-4.1-mini";
 

@@ -14,7 +14,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::TokenError;
-use crate::auth::caller::{Caller, classify};
+use crate::http::caller::{Caller, classify};
 use crate::domain::SessionId;
 use crate::error::{ApiError, Json, Path};
 use crate::lifecycle::{Missing, ensure_session};

@@ -9,7 +9,8 @@ use axum::routing::{get, post};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::auth::{SessionClaims, TokenError, bearer};
+use crate::auth::{SessionClaims, TokenError};
+use crate::http::caller::bearer;
 use crate::domain::SessionId;
 use crate::error::{ApiError, Json, Path};
 use crate::state::AppState;

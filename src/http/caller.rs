@@ -15,13 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
-use super::user::{UserClaims, UserTokenError};
-use super::{SessionClaims, TokenError, bearer, is_api_key};
+use crate::auth::user::{UserClaims, UserTokenError};
+use crate::auth::{SessionClaims, TokenError, is_api_key};
 use crate::config::{Config, Rate};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -231,3 +232,32 @@ fn check<K: Hash + Eq + Clone>(
         .with_retry_after(secs.max(1))
     })
 }
+
+/// The bearer token of a request, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Checks the request carries a server API key (`Authorization: Bearer <key>`), in
+/// constant time. Without a configured key, server endpoints are closed.
+pub fn require_api_key(config: &Config, headers: &HeaderMap) -> Result<(), ApiError> {
+    if config.api_keys.is_empty() {
+        return Err(ApiError::unauthorized(
+            "server endpoints are disabled: set SWITCHBOARD_API_KEY to use them",
+        ));
+    }
+    let given = bearer(headers).ok_or_else(|| {
+        ApiError::unauthorized("the server API key is required (Authorization: Bearer <key>)")
+    })?;
+    if is_api_key(config, given) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized("the server API key is not valid"))
+    }
+}
+

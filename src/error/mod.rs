@@ -14,6 +14,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+mod map;
+
+pub use map::proxy_error;
+
 /// An error answered to a client.
 #[derive(Debug, Clone)]
 pub struct ApiError {

@@ -1,0 +1,102 @@
+//! Every mapping of a domain or backend error to an HTTP status and code, in one place.
+//!
+//! Layers below the edge return their own `thiserror` enums and know nothing of HTTP; this
+//! file decides what a client sees for each. Internal failures are logged here with their
+//! cause and answered without it.
+
+use axum::http::StatusCode;
+
+use super::ApiError;
+use crate::auth::TokenError;
+use crate::broker::BrokerError;
+use crate::memory::MemoryError;
+use crate::store::StoreError;
+use crate::upstream::UpstreamError;
+
+impl From<UpstreamError> for ApiError {
+    fn from(e: UpstreamError) -> Self {
+        match e {
+            UpstreamError::Timeout(_) => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                e.to_string(),
+            ),
+            _ => ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", e.to_string()),
+        }
+    }
+}
+
+/// For pure proxies (`/api/responses`), where the client wrote the request body: an
+/// upstream 400/404/409/413/422 is the client's mistake and keeps its status (code
+/// `upstream_rejected`), so SDK clients do not retry it; everything else maps as usual.
+pub fn proxy_error(e: UpstreamError) -> ApiError {
+        match &e {
+            UpstreamError::Status {
+                status: s @ (400 | 404 | 409 | 413 | 422),
+                message,
+            } => ApiError::new(
+                StatusCode::from_u16(*s).unwrap_or(StatusCode::BAD_REQUEST),
+                "upstream_rejected",
+                format!("upstream refused the request: {message}"),
+            ),
+            _ => e.into(),
+        }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        ApiError::unauthorized(e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "session store failed");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the session store is unavailable; retry shortly",
+        )
+        .with_retry_after(1)
+    }
+}
+
+impl From<MemoryError> for ApiError {
+    fn from(e: crate::memory::MemoryError) -> Self {
+        match e {
+            MemoryError::Busy => ApiError::new(
+                StatusCode::CONFLICT,
+                "agent_session_busy",
+                "another turn on this agent session is still running; retry shortly",
+            )
+            .with_retry_after(1),
+            MemoryError::LockLost => ApiError::new(
+                StatusCode::CONFLICT,
+                "agent_session_busy",
+                "the turn took longer than its lock and another turn took over; nothing was written, retry",
+            )
+            .with_retry_after(1),
+            MemoryError::Unavailable(m) => {
+                tracing::error!(error = %m, "agent memory failed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the agent memory store is unavailable; retry shortly",
+                )
+                .with_retry_after(1)
+            }
+        }
+    }
+}
+
+impl From<BrokerError> for ApiError {
+    fn from(e: BrokerError) -> Self {
+        tracing::error!(error = %e, "broker failed");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "broker_unavailable",
+            "the event broker is unavailable; retry shortly",
+        )
+        .with_retry_after(1)
+    }
+}
