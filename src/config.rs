@@ -267,7 +267,7 @@ impl Config {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(|o| {
-                if o == "*" || o.parse::<axum::http::HeaderValue>().is_ok() && o.contains("://") {
+                if o == "*" || o.parse::<http::HeaderValue>().is_ok() && o.contains("://") {
                     Ok(o.trim_end_matches('/').to_owned())
                 } else {
                     Err(bad(

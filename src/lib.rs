@@ -15,7 +15,8 @@
 //!   multi-turn agent sessions (`/api/sdk/session/*`: turn lock, handoffs, linked events).
 //! - [`auth`]: session tokens (HS256 JWT).
 //! - [`domain`]: validated identifier newtypes.
-//! - [`lifecycle`]: re-creating a lost session from its token.
+//! - [`sessions`]: the application layer: publish a typed event, switch the agent, run a
+//!   tool for a session, idempotency claims, re-creating a lost session from its token.
 //! - [`scenario`]: scenario files, validation, registry and JSON views.
 //! - [`store`]: `SessionStore` trait and the in-memory store.
 //! - [`broker`]: `Broker` trait (per-session histories) and the in-memory broker.
@@ -35,13 +36,13 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
-pub mod lifecycle;
 pub mod memory;
 pub mod metrics;
 pub mod moderation;
 pub mod orchestrator;
 pub mod realtime;
 pub mod scenario;
+pub mod sessions;
 pub mod startup;
 pub mod state;
 pub mod store;

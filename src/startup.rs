@@ -34,6 +34,7 @@ use crate::realtime::Calls;
 use crate::realtime::bus::Bus;
 use crate::realtime::lease::{MemoryLeases, RedisLeases};
 use crate::scenario::ScenarioRegistry;
+use crate::sessions::{SessionSettings, Sessions};
 use crate::state::{AppState, Inner};
 use crate::store::SessionStore;
 use crate::store::memory::MemoryStore;
@@ -125,28 +126,56 @@ impl Application {
                 )
             }
         };
+        let scenarios = Arc::new(scenarios);
+        let tools = Arc::new(tools);
+        let sessions = Arc::new(Sessions {
+            store: store.clone(),
+            broker: broker.clone(),
+            memory: memory.clone(),
+            scenarios: scenarios.clone(),
+            tools: tools.clone(),
+            upstream: upstream.clone(),
+            settings: SessionSettings {
+                session_ttl: config.session_ttl,
+                history_ttl: config.history_ttl,
+                tool_claim_wait: config.upstream_timeout * (config.upstream_retries + 1)
+                    + Duration::from_secs(5),
+            },
+        });
+        let moderator = Arc::new(crate::moderation::Moderator::new(
+            config.moderation,
+            config.moderation_fail_closed,
+            &config.deny_patterns,
+        ));
+        let calls = Arc::new(calls);
+        let call_deps = Arc::new(crate::realtime::CallDeps {
+            sessions: sessions.clone(),
+            moderator: moderator.clone(),
+            calls: calls.clone(),
+            realtime: config.realtime.clone(),
+            api_key: config.openai_api_key.clone(),
+            instance_id: instance_id.clone(),
+        });
         let state = AppState::new(Inner {
+            call_deps,
+            sessions,
             store,
             broker,
             memory,
-            calls: Arc::new(calls),
+            calls,
             hub,
             scenarios,
             tools,
-            moderator: crate::moderation::Moderator::new(
-                config.moderation,
-                config.moderation_fail_closed,
-                &config.deny_patterns,
-            ),
+            moderator,
             upstream,
             tokens,
             users: crate::auth::user::UserVerifier::from_settings(&config.access),
-            limits: crate::http::caller::Limits::new(&config),
+            limits: crate::http::limits::Limits::new(&config),
             instance_id,
             started: Instant::now(),
             config,
         });
-        crate::realtime::sideband::spawn_janitor(state.clone());
+        crate::realtime::sideband::spawn_janitor(state.call_deps.clone());
         let listener = TcpListener::bind(state.config.bind)
             .await
             .with_context(|| format!("binding {}", state.config.bind))?;

@@ -22,11 +22,13 @@ pub struct Inner {
     /// Checked settings.
     pub config: Config,
     /// Loaded scenarios.
-    pub scenarios: ScenarioRegistry,
+    pub scenarios: Arc<ScenarioRegistry>,
     /// Registered tools.
-    pub tools: crate::tools::ToolRegistry,
+    pub tools: Arc<crate::tools::ToolRegistry>,
+    /// The session use-cases (application layer), over the same backends.
+    pub sessions: Arc<crate::sessions::Sessions>,
     /// Moderation checks.
-    pub moderator: crate::moderation::Moderator,
+    pub moderator: Arc<crate::moderation::Moderator>,
     /// Session state.
     pub store: Arc<dyn SessionStore>,
     /// Event histories.
@@ -35,6 +37,8 @@ pub struct Inner {
     pub memory: Arc<dyn crate::memory::AgentMemory>,
     /// Realtime calls and their sidebands.
     pub calls: Arc<crate::realtime::Calls>,
+    /// What a call's sideband runs on (shares `sessions`, `moderator` and `calls`).
+    pub call_deps: Arc<crate::realtime::CallDeps>,
     /// This instance's connections.
     pub hub: Arc<crate::ws::hub::Hub>,
     /// Upstream client; `None` when offline.
@@ -44,7 +48,7 @@ pub struct Inner {
     /// User tokens from the host app; `None` when not configured.
     pub users: Option<crate::auth::user::UserVerifier>,
     /// Rate limits of the model-backed endpoints.
-    pub limits: Arc<crate::http::caller::Limits>,
+    pub limits: Arc<crate::http::limits::Limits>,
     /// This process's id (in `/api/health` and the `welcome` frame).
     pub instance_id: String,
     /// Process start, for uptime.

@@ -42,8 +42,14 @@ const TIER_NAMES: [&str; 5] = ["leaves", "backends", "domain", "application", "e
 /// Words that only the edge may use: the web framework, the HTTP error type, the state.
 const EDGE_ONLY: [(&str, &str); 4] = [
     ("axum", "the web framework"),
-    ("ApiError", "the HTTP error type; return a thiserror enum mapped in http/error.rs"),
-    ("AppState", "the edge's state; take the narrow dependencies you need"),
+    (
+        "ApiError",
+        "the HTTP error type; return a thiserror enum mapped in http/error.rs",
+    ),
+    (
+        "AppState",
+        "the edge's state; take the narrow dependencies you need",
+    ),
     ("crate::http", "the HTTP edge"),
 ];
 
@@ -57,7 +63,10 @@ fn src_dir() -> PathBuf {
 /// Every `.rs` file under `src/` except the crate roots, as paths relative to `src/`.
 fn source_files() -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let mut entries: Vec<_> = fs::read_dir(dir).expect("src/ is readable").flatten().collect();
+        let mut entries: Vec<_> = fs::read_dir(dir)
+            .expect("src/ is readable")
+            .flatten()
+            .collect();
         entries.sort_by_key(|e| e.path());
         for e in entries {
             let p = e.path();
@@ -130,7 +139,8 @@ fn code_of(text: &str) -> String {
                 }
             }
             out.push(' ');
-        } else if c == b'r' && matches!(b.get(i + 1), Some(b'"') | Some(b'#')) && !ident_byte(b, i) {
+        } else if c == b'r' && matches!(b.get(i + 1), Some(b'"') | Some(b'#')) && !ident_byte(b, i)
+        {
             let mut j = i + 1;
             let mut hashes = 0;
             while b.get(j) == Some(&b'#') {
@@ -143,7 +153,9 @@ fn code_of(text: &str) -> String {
                 continue;
             }
             j += 1;
-            let close: Vec<u8> = std::iter::once(b'"').chain(std::iter::repeat_n(b'#', hashes)).collect();
+            let close: Vec<u8> = std::iter::once(b'"')
+                .chain(std::iter::repeat_n(b'#', hashes))
+                .collect();
             while j < b.len() && !b[j..].starts_with(&close) {
                 j += 1;
             }
@@ -227,7 +239,9 @@ impl Paths<'_> {
     fn ident(&mut self) -> Option<String> {
         self.ws();
         let start = self.i;
-        while self.i < self.s.len() && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_') {
+        while self.i < self.s.len()
+            && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_')
+        {
             self.i += 1;
         }
         (self.i > start).then(|| String::from_utf8_lossy(&self.s[start..self.i]).into_owned())
@@ -456,12 +470,22 @@ fn report(rule: &str, problems: &[String]) {
 #[test]
 fn every_module_has_a_tier() {
     let krate = read_crate();
-    let unknown: BTreeSet<String> = krate.edges.keys().map(|f| top(f)).filter(|t| tier(t).is_none()).collect();
+    let unknown: BTreeSet<String> = krate
+        .edges
+        .keys()
+        .map(|f| top(f))
+        .filter(|t| tier(t).is_none())
+        .collect();
     let problems: Vec<String> = unknown
         .into_iter()
-        .map(|m| format!("  src/{m}: not in the tier table; add it to `tier()` in tests/architecture.rs"))
+        .map(|m| {
+            format!("  src/{m}: not in the tier table; add it to `tier()` in tests/architecture.rs")
+        })
         .collect();
-    report("every top-level module sits in one tier (leaves, backends, domain, application, edge)", &problems);
+    report(
+        "every top-level module sits in one tier (leaves, backends, domain, application, edge)",
+        &problems,
+    );
 }
 
 #[test]
@@ -469,7 +493,9 @@ fn imports_point_down_the_tiers() {
     let krate = read_crate();
     let mut problems = Vec::new();
     for (file, targets) in &krate.edges {
-        let Some(from) = tier(&top(file)) else { continue };
+        let Some(from) = tier(&top(file)) else {
+            continue;
+        };
         for t in targets {
             let Some(to) = tier(&top(t)) else { continue };
             if to > from {
@@ -500,7 +526,8 @@ fn only_the_edge_knows_the_web() {
         for (word, what) in EDGE_ONLY {
             let b = code.as_bytes();
             let hit = code.match_indices(word).any(|(at, _)| {
-                let before_ok = at == 0 || !(b[at - 1].is_ascii_alphanumeric() || b[at - 1] == b'_');
+                let before_ok =
+                    at == 0 || !(b[at - 1].is_ascii_alphanumeric() || b[at - 1] == b'_');
                 let after = b.get(at + word.len());
                 before_ok && !after.is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
             });
@@ -529,7 +556,11 @@ fn no_files_import_each_other_in_a_circle() {
                     .filter(|t| c.contains(t))
                     .map(|t| t.display().to_string())
                     .collect();
-                s.push_str(&format!("\n      src/{} -> {}", f.display(), inside.join(", ")));
+                s.push_str(&format!(
+                    "\n      src/{} -> {}",
+                    f.display(),
+                    inside.join(", ")
+                ));
             }
             s
         })
@@ -555,6 +586,9 @@ fn the_path_reader_finds_nested_groups_and_skips_tests_and_strings() {
         vec!["g".into(), "h".into()],
     ];
     assert_eq!(got, want);
-    let sup = crate_paths("use super::super::x::y;", &["a".into(), "b".into(), "c".into()]);
+    let sup = crate_paths(
+        "use super::super::x::y;",
+        &["a".into(), "b".into(), "c".into()],
+    );
     assert_eq!(sup, vec![vec!["a".to_string(), "x".into(), "y".into()]]);
 }

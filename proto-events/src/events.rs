@@ -137,3 +137,44 @@ pub struct TranscriptAssistant {
     /// Transcript.
     pub text: String,
 }
+
+/// A payload that knows its event kind, so a publisher names the type once (here) and never
+/// as a string at the call site.
+pub trait EventData: Serialize {
+    /// The envelope `type` this payload is published as.
+    const KIND: &'static str;
+}
+
+macro_rules! kinds {
+    ($($t:ty => $k:literal),* $(,)?) => {
+        $(impl EventData for $t { const KIND: &'static str = $k; })*
+
+        /// Every kind a payload type of this module carries (the test checks each parses).
+        pub const PAYLOAD_KINDS: &[&str] = &[$($k),*];
+    };
+}
+
+kinds! {
+    AgentSwitch => "agent.switch",
+    ToolResult => "tool.result",
+    ModerationFlagged => "moderation.flagged",
+    AgentMessage => "agent.message",
+    CallStarted => "call.started",
+    CallEnded => "call.ended",
+    CallError => "x.call.error",
+    TranscriptUser => "transcript.user",
+    TranscriptAssistant => "transcript.assistant",
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_payload_kind_is_a_valid_event_type() {
+        for k in super::PAYLOAD_KINDS {
+            assert!(
+                k.parse::<crate::EventType>().is_ok(),
+                "{k} is not a valid event type"
+            );
+        }
+    }
+}

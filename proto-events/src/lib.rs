@@ -76,6 +76,14 @@ impl EventType {
     }
 }
 
+impl EventType {
+    /// The type of payload `T` (its [`events::EventData::KIND`]); no parsing at run time.
+    pub fn of<T: events::EventData>() -> Self {
+        debug_assert!(T::KIND.parse::<EventType>().is_ok());
+        Self(T::KIND.to_owned())
+    }
+}
+
 impl FromStr for EventType {
     type Err = InvalidEventType;
 

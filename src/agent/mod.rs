@@ -12,8 +12,9 @@ pub mod session;
 
 use serde_json::{Value, json};
 
+use crate::tools::ToolRegistry;
+use crate::tools::run::{Args, Call, Runner, model_output};
 use crate::upstream::responses::message_texts;
-use crate::tools::{ToolContext, ToolRegistry, Trail};
 use crate::upstream::{UpstreamClient, UpstreamError};
 use proto_events::events::ToolResult;
 
@@ -124,20 +125,19 @@ pub async fn run_turn(
                 result.handoff = Some(target.to_owned());
                 json!({"assistant": target})
             } else {
-                let call_id = call["call_id"].as_str().unwrap_or_default();
-                let report = run_tool(
-                    Some(upstream),
+                let runner = Runner {
                     registry,
-                    call_id,
-                    &name,
-                    call["arguments"].as_str().unwrap_or("{}"),
-                )
-                .await;
-                let output = if report.success {
-                    report.output.clone()
-                } else {
-                    json!({"error": report.error})
+                    upstream: Some(upstream),
                 };
+                let report = runner
+                    .run_reported(Call {
+                        tool: &name,
+                        args: Args::Text(call["arguments"].as_str().unwrap_or("{}")),
+                        correlation_id: call["call_id"].as_str(),
+                        session_id: None,
+                    })
+                    .await;
+                let output = model_output(&report);
                 result.tool_reports.push(report);
                 output
             };
@@ -158,63 +158,4 @@ pub async fn run_turn(
     }
     result.new_items = input[first_new..].to_vec();
     Ok(result)
-}
-
-/// Runs one tool call; every failure becomes a `success: false` report (and the model
-/// sees `{"error": ...}` as the call's output).
-pub async fn run_tool(
-    upstream: Option<&UpstreamClient>,
-    registry: &ToolRegistry,
-    call_id: &str,
-    name: &str,
-    arguments: &str,
-) -> ToolResult {
-    let started = std::time::Instant::now();
-    let trail = Trail::default();
-    let outcome: Result<Value, String> = match registry.get(name) {
-        None => Err(format!("unknown tool {name}")),
-        Some(tool) => match serde_json::from_str::<Value>(arguments) {
-            Err(e) => Err(format!("the arguments are not JSON: {e}")),
-            Ok(args) => match tool.validate(&args) {
-                Err(errors) => Err(format!(
-                    "invalid arguments: {}",
-                    errors
-                        .iter()
-                        .map(|e| format!(
-                            "{} {}",
-                            if e.path.is_empty() {
-                                "(arguments)"
-                            } else {
-                                &e.path
-                            },
-                            e.message
-                        ))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                )),
-                Ok(()) => {
-                    let ctx = ToolContext {
-                        upstream,
-                        session_id: None,
-                        correlation_id: Some(call_id),
-                        trail: Some(&trail),
-                    };
-                    tool.call(&ctx, args).await.map_err(|e| e.to_string())
-                }
-            },
-        },
-    };
-    let (success, output, error) = match outcome {
-        Ok(v) => (true, v, None),
-        Err(e) => (false, Value::Null, Some(e)),
-    };
-    ToolResult {
-        correlation_id: Some(call_id.to_owned()),
-        tool: name.to_owned(),
-        success,
-        output,
-        error,
-        duration_ms: started.elapsed().as_millis() as u64,
-        breadcrumbs: trail.take(),
-    }
 }

@@ -21,13 +21,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{TurnSpec, run_turn};
+use crate::clock::now_rfc3339;
 use crate::domain::SessionId;
 use crate::error::ApiError;
 use crate::memory::{AgentMemory, LockToken};
 use crate::scenario::view::agent_view;
 use crate::scenario::{Agent, Scenario};
 use crate::state::AppState;
-use crate::clock::now_rfc3339;
 
 /// Store key (in the agent session's scope) of its spec.
 const SPEC_KEY: &str = "agent:spec";

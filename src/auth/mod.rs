@@ -180,7 +180,6 @@ impl SessionClaims {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

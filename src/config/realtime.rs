@@ -79,7 +79,7 @@ impl RealtimeSettings {
             .unwrap_or_else(|| DEFAULT_REALTIME_WS_URL.to_owned());
         let ws_url = ws_url.trim().trim_end_matches('/').to_owned();
         let ok = ws_url
-            .parse::<axum::http::Uri>()
+            .parse::<http::Uri>()
             .ok()
             .is_some_and(|u| matches!(u.scheme_str(), Some("ws" | "wss")) && u.host().is_some());
         if !ok {

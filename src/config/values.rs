@@ -39,7 +39,7 @@ pub(super) fn duration(setting: &'static str, v: &str) -> Result<Duration, Confi
 
 pub(super) fn http_url(setting: &'static str, v: &str) -> Result<String, ConfigError> {
     let v = v.trim().trim_end_matches('/');
-    let uri: axum::http::Uri = v
+    let uri: http::Uri = v
         .parse()
         .map_err(|_| bad(setting, format!("{v:?} is not a URL")))?;
     match (uri.scheme_str(), uri.host()) {

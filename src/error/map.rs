@@ -10,7 +10,10 @@ use super::ApiError;
 use crate::auth::TokenError;
 use crate::broker::BrokerError;
 use crate::memory::MemoryError;
+use crate::sessions::lifecycle::Missing;
+use crate::sessions::{SessionError, ToolRunError};
 use crate::store::StoreError;
+use crate::tools::run::RunError;
 use crate::upstream::UpstreamError;
 
 impl From<UpstreamError> for ApiError {
@@ -30,17 +33,17 @@ impl From<UpstreamError> for ApiError {
 /// upstream 400/404/409/413/422 is the client's mistake and keeps its status (code
 /// `upstream_rejected`), so SDK clients do not retry it; everything else maps as usual.
 pub fn proxy_error(e: UpstreamError) -> ApiError {
-        match &e {
-            UpstreamError::Status {
-                status: s @ (400 | 404 | 409 | 413 | 422),
-                message,
-            } => ApiError::new(
-                StatusCode::from_u16(*s).unwrap_or(StatusCode::BAD_REQUEST),
-                "upstream_rejected",
-                format!("upstream refused the request: {message}"),
-            ),
-            _ => e.into(),
-        }
+    match &e {
+        UpstreamError::Status {
+            status: s @ (400 | 404 | 409 | 413 | 422),
+            message,
+        } => ApiError::new(
+            StatusCode::from_u16(*s).unwrap_or(StatusCode::BAD_REQUEST),
+            "upstream_rejected",
+            format!("upstream refused the request: {message}"),
+        ),
+        _ => e.into(),
+    }
 }
 
 impl From<TokenError> for ApiError {
@@ -98,5 +101,82 @@ impl From<BrokerError> for ApiError {
             "the event broker is unavailable; retry shortly",
         )
         .with_retry_after(1)
+    }
+}
+
+impl From<Missing> for ApiError {
+    fn from(m: Missing) -> Self {
+        match m {
+            Missing::Gone => ApiError::not_found(
+                "unknown_session",
+                "the session does not exist or has expired",
+            ),
+            Missing::Revoked => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "session_revoked",
+                "the session was revoked; its tokens are no longer accepted",
+            ),
+            Missing::Store(e) => e.into(),
+            Missing::Broker(e) => e.into(),
+        }
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::Gone(sid) => ApiError::not_found(
+                "unknown_session",
+                format!("session {sid} does not exist or has expired"),
+            ),
+            SessionError::Revoked => Missing::Revoked.into(),
+            SessionError::UnknownAgent { .. } => {
+                ApiError::bad_request("unknown_agent", e.to_string())
+            }
+            SessionError::Store(e) => e.into(),
+            SessionError::Broker(e) => e.into(),
+        }
+    }
+}
+
+impl From<ToolRunError> for ApiError {
+    fn from(e: ToolRunError) -> Self {
+        match e {
+            ToolRunError::Refused(RunError::Unknown(name)) => {
+                let shown: String = name.chars().take(64).collect();
+                ApiError::not_found(
+                    "unknown_tool",
+                    format!("no tool is named {shown:?}; GET /api/tools lists them"),
+                )
+            }
+            ToolRunError::Refused(RunError::InvalidArguments {
+                tool,
+                summary,
+                errors,
+            }) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_arguments",
+                format!("the arguments do not match {tool}'s schema: {summary}"),
+            )
+            .with_details(serde_json::json!(errors)),
+            ToolRunError::Refused(e @ RunError::NotJson(_)) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_arguments",
+                e.to_string(),
+            ),
+            e @ ToolRunError::NotAllowed { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "tool_not_allowed", e.to_string())
+            }
+            ToolRunError::InProgress => ApiError::new(
+                StatusCode::CONFLICT,
+                "tool_in_progress",
+                "a call with this correlation_id is still running; retry later",
+            )
+            .with_retry_after(1),
+            ToolRunError::Session(e) => e.into(),
+            ToolRunError::Unreadable(e) => {
+                ApiError::internal("a stored tool result is unreadable", &e)
+            }
+        }
     }
 }

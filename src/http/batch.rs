@@ -20,10 +20,10 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::events::PublishResponse;
-use crate::http::caller::require_api_key;
 use crate::broker::Publish;
 use crate::domain::SessionId;
 use crate::error::{ApiError, ErrorDetail, Json};
+use crate::http::caller::require_api_key;
 use crate::state::AppState;
 
 /// Most events in one batch.

@@ -9,21 +9,16 @@
 //! IP's rate, and a known user (or session) also against its own; over either limit is
 //! `429 rate_limited` with `Retry-After`. All of this happens before any upstream call.
 
-use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::auth::user::{UserClaims, UserTokenError};
 use crate::auth::{SessionClaims, TokenError, is_api_key};
-use crate::config::{Config, Rate};
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -162,77 +157,6 @@ pub fn client_ip(parts: &Parts, config: &Config) -> Option<IpAddr> {
         .map(|c| c.0.ip())
 }
 
-/// The per-IP and per-user limiters.
-pub struct Limits {
-    ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    user: Option<DefaultKeyedRateLimiter<String>>,
-}
-
-fn limiter<K: Hash + Eq + Clone>(r: &Rate) -> DefaultKeyedRateLimiter<K> {
-    let period = r.per / r.count.get();
-    let quota = Quota::with_period(period.max(Duration::from_nanos(1)))
-        .expect("a non-zero period")
-        .allow_burst(r.count);
-    governor::RateLimiter::keyed(quota)
-}
-
-impl Limits {
-    /// Limiters for the configured rates; forgets idle keys every minute.
-    pub fn new(config: &Config) -> Arc<Self> {
-        let limits = Arc::new(Self {
-            ip: config.access.rate_ip.as_ref().map(limiter),
-            user: config.access.rate_user.as_ref().map(limiter),
-        });
-        let weak = Arc::downgrade(&limits);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(60)).await;
-                let Some(l) = weak.upgrade() else { return };
-                if let Some(ip) = &l.ip {
-                    ip.retain_recent();
-                }
-                if let Some(u) = &l.user {
-                    u.retain_recent();
-                }
-            }
-        });
-        limits
-    }
-
-    fn check_ip(&self, ip: Option<IpAddr>) -> Result<(), ApiError> {
-        match (&self.ip, ip) {
-            (Some(l), Some(ip)) => check(l, &ip, "this client", "ip"),
-            _ => Ok(()),
-        }
-    }
-
-    fn check_user(&self, key: String) -> Result<(), ApiError> {
-        match &self.user {
-            Some(l) => check(l, &key, "this user", "user"),
-            None => Ok(()),
-        }
-    }
-}
-
-fn check<K: Hash + Eq + Clone>(
-    l: &DefaultKeyedRateLimiter<K>,
-    key: &K,
-    who: &str,
-    scope: &'static str,
-) -> Result<(), ApiError> {
-    l.check_key(key).map_err(|not_until| {
-        metrics::counter!("switchboard_rate_limited_total", "scope" => scope).increment(1);
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!("too many requests from {who}; retry in {secs} s"),
-        )
-        .with_retry_after(secs.max(1))
-    })
-}
-
 /// The bearer token of a request, if any.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(AUTHORIZATION)?.to_str().ok()?;
@@ -260,4 +184,3 @@ pub fn require_api_key(config: &Config, headers: &HeaderMap) -> Result<(), ApiEr
         Err(ApiError::unauthorized("the server API key is not valid"))
     }
 }
-

@@ -19,17 +19,17 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::sessions::authorize;
 use crate::auth::{TokenError, is_api_key};
-use crate::http::caller::bearer;
-use crate::broker::publish_event;
 use crate::domain::SessionId;
 use crate::error::{ApiError, Json, Path, Query};
+use crate::http::caller::bearer;
 use crate::realtime::ControlError;
 use crate::realtime::handler::Command;
 use crate::scenario::view::agent_view;
+use crate::sessions::{Switch, SwitchSource};
 use crate::state::AppState;
 use crate::upstream::UpstreamError;
 use crate::upstream::realtime::session_config;
-use proto_events::events::{AgentSwitch, CallEnded, CallStarted};
+use proto_events::events::CallStarted;
 
 /// `?session_id=`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -109,7 +109,7 @@ pub async fn create_call(
         ));
     }
     let upstream = state.upstream()?;
-    let (s, _) = crate::lifecycle::ensure_session(&state, &sid, &claims).await?;
+    let (s, _) = crate::sessions::lifecycle::ensure_session(&state.sessions, &sid, &claims).await?;
     let scenario = state
         .scenarios
         .resolve(s.scenario_id.as_str())
@@ -151,42 +151,32 @@ pub async fn create_call(
         ))
         .into());
     }
-    if agent.name != s.active_agent
-        && state
-            .store
-            .cas_active_agent(&sid, s.active_agent.as_str(), agent.name.as_str())
-            .await?
-    {
-        let data = AgentSwitch {
-            from: s.active_agent.to_string(),
-            to: agent.name.to_string(),
-            reason: "root_agent of the call".into(),
-            confidence: 1.0,
-            source: "client".into(),
-        };
-        publish_event(state.broker.as_ref(), &sid, "agent.switch", &data, None).await?;
-    }
+    let sw = Switch {
+        from: s.active_agent.to_string(),
+        to: agent.name.to_string(),
+        source: SwitchSource::Client,
+        reason: "root_agent of the call".into(),
+        confidence: 1.0,
+    };
+    state.sessions.switch_agent(&sid, sw).await?;
     state.calls.leases.register(&sid, &call_id).await?;
-    publish_event(
-        state.broker.as_ref(),
-        &sid,
-        "call.started",
-        &CallStarted {
-            call_id: call_id.clone(),
-            agent: agent.name.to_string(),
-        },
-        None,
-    )
-    .await?;
+    let started = CallStarted {
+        call_id: call_id.clone(),
+        agent: agent.name.to_string(),
+    };
+    state.sessions.publish(&sid, &started).await?;
     match state
         .calls
         .leases
         .acquire(&sid, &state.instance_id, state.config.realtime.lease_ttl)
         .await
     {
-        Ok(Some(lease)) => {
-            crate::realtime::sideband::spawn(state.clone(), sid.clone(), call_id.clone(), lease)
-        }
+        Ok(Some(lease)) => crate::realtime::sideband::spawn(
+            state.call_deps.clone(),
+            sid.clone(),
+            call_id.clone(),
+            lease,
+        ),
         Ok(None) => {}
         // The janitor of some instance adopts it once the lease store answers again.
         Err(e) => tracing::warn!(error = %e, call_id, "could not take the call's lease now"),
@@ -215,7 +205,7 @@ pub async fn hangup(
     let token = bearer(&headers).ok_or(TokenError::Missing)?;
     let claims = state.tokens.verify_any(token)?;
     let sid: SessionId = claims.sid.parse().map_err(|_| TokenError::Invalid)?;
-    crate::lifecycle::live_state(&state, &sid).await?;
+    crate::sessions::lifecycle::live_state(&state.sessions, &sid).await?;
     if state.calls.leases.call_of(&sid).await?.as_deref() != Some(call_id.as_str()) {
         return Err(ApiError::not_found(
             "unknown_call",
@@ -235,19 +225,8 @@ pub async fn hangup(
         Ok(by) => by,
         // Nobody holds the call (its owner died): end it here.
         Err(ControlError::Unreachable) => {
-            if let Some(up) = &state.upstream
-                && let Err(e) = up
-                    .post_json(&format!("realtime/calls/{call_id}/hangup"), &json!({}))
-                    .await
-            {
-                tracing::warn!(error = %e, call_id, "upstream hangup failed");
-            }
-            let data = CallEnded {
-                call_id: call_id.clone(),
-                reason: "hangup".into(),
-            };
-            publish_event(state.broker.as_ref(), &sid, "call.ended", &data, None).await?;
-            state.calls.leases.unregister(&sid).await?;
+            let deps = &state.call_deps;
+            deps.end_call(&sid, &call_id, "hangup", true).await?;
             state.instance_id.clone()
         }
         Err(e) => return Err(control_error(e)),
@@ -297,7 +276,7 @@ pub async fn control(
     } else {
         authorize(&state, &headers, &id)?.0
     };
-    let s = crate::lifecycle::live_state(&state, &sid).await?;
+    let s = crate::sessions::lifecycle::live_state(&state.sessions, &sid).await?;
     match &mut cmd {
         Command::SwitchAgent { agent, source } => {
             let scenario = state.scenarios.resolve(s.scenario_id.as_str());

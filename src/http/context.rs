@@ -19,8 +19,8 @@ use utoipa::ToSchema;
 
 use super::sessions::authorize;
 use crate::error::{ApiError, Json};
-use crate::lifecycle::ensure_session;
 use crate::moderation::redact::redact;
+use crate::sessions::lifecycle::ensure_session;
 use crate::state::AppState;
 
 /// `ContextSnapshotRequest`.
@@ -70,7 +70,7 @@ pub async fn snapshot(
     let session = match &req.session_id {
         Some(id) => {
             let (sid, claims) = authorize(&state, &headers, id)?;
-            ensure_session(&state, &sid, &claims).await?;
+            ensure_session(&state.sessions, &sid, &claims).await?;
             Some(sid)
         }
         None => None,

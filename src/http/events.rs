@@ -12,10 +12,10 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::sessions::authorize;
-use crate::http::caller::require_api_key;
 use crate::broker::Publish;
 use crate::domain::SessionId;
 use crate::error::{ApiError, Json, Path, Query};
+use crate::http::caller::require_api_key;
 use crate::state::AppState;
 
 /// Longest idempotency key.
@@ -186,5 +186,8 @@ fn unknown_session(id: &str) -> ApiError {
 
 /// 404 unless the session exists (reading it also slides its TTL).
 pub async fn require_session(state: &AppState, sid: &SessionId) -> Result<(), ApiError> {
-    crate::lifecycle::live_state(state, sid).await.map(|_| ())
+    crate::sessions::lifecycle::live_state(&state.sessions, sid)
+        .await
+        .map(|_| ())
+        .map_err(ApiError::from)
 }

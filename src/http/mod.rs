@@ -10,6 +10,7 @@ pub mod demo;
 pub mod events;
 pub mod health;
 pub mod keys;
+pub mod limits;
 pub mod metrics;
 pub mod moderate;
 pub mod openapi;

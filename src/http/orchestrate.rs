@@ -11,7 +11,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use proto_events::events::AgentSwitch;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -19,9 +18,9 @@ use utoipa::ToSchema;
 use super::scenarios::unknown_scenario;
 use super::session2::pick_root;
 use super::sessions::optional_session;
-use crate::broker::publish_event;
 use crate::error::{ApiError, Json};
 use crate::orchestrator::decide;
+use crate::sessions::{Switch, SwitchSource, Switched};
 use crate::state::AppState;
 
 /// `OrchestrationRequest`.
@@ -153,23 +152,22 @@ pub async fn orchestrate(
     if let Some((sid, _)) = &session
         && out.changed
     {
-        if state.store.cas_active_agent(sid, &from, &d.chosen).await? {
-            let data = AgentSwitch {
-                from: from.clone(),
-                to: d.chosen.clone(),
-                reason: d.reason.clone(),
-                confidence: d.confidence,
-                source: "orchestrator".into(),
-            };
-            let published =
-                publish_event(state.broker.as_ref(), sid, "agent.switch", &data, None).await?;
-            out.event_seq = Some(published.seq);
-        } else {
-            // Another decision switched first: report the state as it is now.
-            let now = state.store.get(sid).await?;
-            out.changed = false;
-            out.chosen_root = now.map(|s| s.active_agent.to_string()).unwrap_or(from);
-            out.reason = format!("another decision changed the agent first ({})", out.reason);
+        let sw = Switch {
+            from: from.clone(),
+            to: d.chosen.clone(),
+            source: SwitchSource::Orchestrator,
+            reason: d.reason.clone(),
+            confidence: d.confidence,
+        };
+        match state.sessions.switch_agent(sid, sw).await? {
+            Switched::Changed { seq } => out.event_seq = Some(seq),
+            Switched::Unchanged => out.changed = false,
+            Switched::Lost { now } => {
+                // Another decision switched first: report the state as it is now.
+                out.changed = false;
+                out.chosen_root = now.unwrap_or(from);
+                out.reason = format!("another decision changed the agent first ({})", out.reason);
+            }
         }
     }
     Ok(Json(out))

@@ -15,8 +15,8 @@ use axum::routing::post;
 use serde_json::Value;
 
 use crate::error::{ApiError, Json};
-use crate::upstream::responses::add_sdk_fields;
 use crate::state::AppState;
+use crate::upstream::responses::add_sdk_fields;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {

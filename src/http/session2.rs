@@ -15,13 +15,13 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::scenarios::unknown_scenario;
-use crate::http::caller::{Caller, ModelAccess};
+use crate::clock::now_rfc3339;
 use crate::domain::SessionId;
 use crate::error::{ApiError, Json, Query};
+use crate::http::caller::{Caller, ModelAccess};
 use crate::scenario::view::{AgentView, GuardrailView, guardrails, initial_agents, with_context};
 use crate::scenario::{DEFAULT_SCENARIO, Scenario};
 use crate::state::AppState;
-use crate::clock::now_rfc3339;
 use crate::store::SessionState;
 use crate::upstream::realtime::session_config;
 

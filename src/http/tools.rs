@@ -8,24 +8,22 @@
 //! session a repeated `correlation_id` does not run the tool again: the first result is
 //! answered (for as long as the history is kept).
 
-use std::time::{Duration, Instant};
-
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use proto_events::events::ToolResult;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::sessions::authorize;
-use crate::broker::publish_event;
-use crate::domain::SessionId;
 use crate::error::{ApiError, Json};
-use crate::lifecycle::ensure_session;
+use crate::sessions::lifecycle::ensure_session;
+use crate::sessions::tool_call::{AgentRule, ToolRan};
+use crate::sessions::{Idempotency, ToolRun, ToolRunError};
 use crate::state::AppState;
-use crate::tools::{ToolContext, Trail};
+use crate::tools::run::{Args, Call, RunError};
 
 /// Longest correlation id.
 const MAX_CORRELATION_ID: usize = 200;
@@ -136,180 +134,53 @@ pub async fn execute(
         Some(id) => Some(authorize(&state, &headers, id)?),
         None => None,
     };
-    let tool = state.tools.get(&req.tool).ok_or_else(|| {
-        let shown: String = req.tool.chars().take(64).collect();
-        ApiError::not_found(
-            "unknown_tool",
-            format!("no tool is named {shown:?}; GET /api/tools lists them"),
-        )
-    })?;
-    if let Some((sid, claims)) = &session {
-        let (s, _) = ensure_session(&state, sid, claims).await?;
-        let scenario = state.scenarios.resolve(s.scenario_id.as_str());
-        let agent = scenario
-            .as_ref()
-            .and_then(|sc| sc.agent(s.active_agent.as_str()));
-        let allowed = agent.is_some_and(|a| a.tools.iter().any(|t| t.as_str() == req.tool));
-        if !allowed {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "tool_not_allowed",
-                format!(
-                    "tool {:?} is not available to the session's active agent {}; its tools are {}",
-                    req.tool,
-                    s.active_agent,
-                    agent
-                        .map(|a| a
-                            .tools
-                            .iter()
-                            .map(|t| t.to_string())
-                            .collect::<Vec<_>>()
-                            .join(", "))
-                        .unwrap_or_default()
-                ),
-            ));
-        }
+    if state.tools.get(&req.tool).is_none() {
+        return Err(ToolRunError::from(RunError::Unknown(req.tool)).into());
     }
-    let args = if req.args.is_null() {
-        json!({})
-    } else {
-        req.args
+    let args = Args::Json(&req.args);
+    let correlation_id = req.correlation_id.as_deref();
+    let Some((sid, claims)) = &session else {
+        let call = Call {
+            tool: &req.tool,
+            args,
+            correlation_id,
+            session_id: None,
+        };
+        let result = state
+            .sessions
+            .runner()
+            .run(call)
+            .await
+            .map_err(ToolRunError::from)?;
+        return Ok(Json(result.into()));
     };
-    if let Err(errors) = tool.validate(&args) {
-        let summary = errors
-            .iter()
-            .map(|e| {
-                format!(
-                    "{} {}",
-                    if e.path.is_empty() {
-                        "(arguments)"
-                    } else {
-                        &e.path
-                    },
-                    e.message
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_arguments",
-            format!(
-                "the arguments do not match {}'s schema: {summary}",
-                req.tool
-            ),
-        )
-        .with_details(json!(errors)));
-    }
-
-    let sid = session.as_ref().map(|(s, _)| s.clone());
-    let claim = match (&sid, &req.correlation_id) {
-        (Some(s), Some(c)) => Some((s.clone(), format!("tool:{c}"))),
-        _ => None,
+    let (s, _) = ensure_session(&state.sessions, sid, claims).await?;
+    let run = ToolRun {
+        session: sid,
+        tool: &req.tool,
+        args,
+        correlation_id,
+        idempotency: Idempotency::FirstResult,
+        rule: AgentRule::ActiveAgent(&s),
+        report_refusals: false,
     };
-    if let Some((s, key)) = &claim
-        && let Some(first) = claim_or_wait(&state, s, key).await?
-    {
-        return Ok(Json(first));
-    }
-
-    let started = Instant::now();
-    let trail = Trail::default();
-    let ctx = ToolContext {
-        upstream: state.upstream.as_ref(),
-        session_id: sid.as_ref(),
-        correlation_id: req.correlation_id.as_deref(),
-        trail: Some(&trail),
-    };
-    let outcome = tool.call(&ctx, args).await;
-    let duration_ms = started.elapsed().as_millis() as u64;
-    let result = match outcome {
-        Ok(output) => ToolExecutionResult {
-            tool: req.tool.clone(),
-            success: true,
-            output,
-            error: None,
-            correlation_id: req.correlation_id.clone(),
-            duration_ms,
-            breadcrumbs: trail.take(),
-        },
-        Err(e) => ToolExecutionResult {
-            tool: req.tool.clone(),
-            success: false,
-            output: Value::Null,
-            error: Some(e.to_string()),
-            correlation_id: req.correlation_id.clone(),
-            duration_ms,
-            breadcrumbs: trail.take(),
-        },
-    };
-    if let Some((s, key)) = &claim {
-        let stored = serde_json::to_string(&result).expect("results serialize");
-        state
-            .store
-            .put_value(s, key, &stored, state.config.history_ttl)
-            .await?;
-    }
-    if let Some(s) = &sid {
-        publish_result(&state, s, &result, claim.as_ref().map(|c| c.1.clone())).await?;
-    }
-    Ok(Json(result))
-}
-
-/// Claims the correlation id; if another call holds it, waits for and returns its result.
-async fn claim_or_wait(
-    state: &AppState,
-    sid: &SessionId,
-    key: &str,
-) -> Result<Option<ToolExecutionResult>, ApiError> {
-    let ttl = state.config.history_ttl;
-    let Some(mut existing) = state.store.put_once(sid, key, "pending", ttl).await? else {
-        return Ok(None);
-    };
-    let deadline = Instant::now()
-        + state.config.upstream_timeout * (state.config.upstream_retries + 1)
-        + Duration::from_secs(5);
-    loop {
-        if existing != "pending" {
-            return serde_json::from_str(&existing)
-                .map(Some)
-                .map_err(|e| ApiError::internal("a stored tool result is unreadable", &e));
-        }
-        if Instant::now() > deadline {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "tool_in_progress",
-                "a call with this correlation_id is still running; retry later",
-            )
-            .with_retry_after(1));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        existing = state.store.get_value(sid, key).await?.unwrap_or_default();
+    match state.sessions.run_tool(run).await? {
+        ToolRan::Fresh(r) | ToolRan::Repeat(r) => Ok(Json(r.into())),
+        // Only answer-once runs end here.
+        ToolRan::AlreadyAnswered => Err(ToolRunError::InProgress.into()),
     }
 }
 
-async fn publish_result(
-    state: &AppState,
-    sid: &SessionId,
-    r: &ToolExecutionResult,
-    idempotency_key: Option<String>,
-) -> Result<(), ApiError> {
-    let data = ToolResult {
-        correlation_id: r.correlation_id.clone(),
-        tool: r.tool.clone(),
-        success: r.success,
-        output: r.output.clone(),
-        error: r.error.clone(),
-        duration_ms: r.duration_ms,
-        breadcrumbs: r.breadcrumbs.clone(),
-    };
-    publish_event(
-        state.broker.as_ref(),
-        sid,
-        "tool.result",
-        &data,
-        idempotency_key,
-    )
-    .await?;
-    Ok(())
+impl From<ToolResult> for ToolExecutionResult {
+    fn from(r: ToolResult) -> Self {
+        Self {
+            tool: r.tool,
+            success: r.success,
+            output: r.output,
+            error: r.error,
+            correlation_id: r.correlation_id,
+            duration_ms: r.duration_ms,
+            breadcrumbs: r.breadcrumbs,
+        }
+    }
 }

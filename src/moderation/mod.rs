@@ -13,8 +13,8 @@ pub mod redact;
 use regex::Regex;
 use serde_json::{Map, Value, json};
 
-use crate::upstream::responses::add_sdk_fields;
 use crate::upstream::UpstreamClient;
+use crate::upstream::responses::add_sdk_fields;
 
 /// Which checks run (the setting's type, owned by `config`).
 pub use crate::config::ModerationModes as Modes;

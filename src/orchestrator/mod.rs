@@ -14,9 +14,9 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use crate::upstream::responses::add_sdk_fields;
 use crate::scenario::{Agent, Scenario};
 use crate::upstream::UpstreamClient;
+use crate::upstream::responses::add_sdk_fields;
 
 /// Score added to the active agent so a switch needs clear evidence.
 pub const STAY_BONUS: f64 = 0.75;

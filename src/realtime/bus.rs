@@ -59,7 +59,7 @@ impl Bus {
         prefix: &str,
         me: &str,
         local: Arc<DashMap<SessionId, mpsc::Sender<Envelope>>>,
-        hub: Arc<crate::ws::hub::Hub>,
+        hub: Arc<dyn super::SessionCloser>,
     ) -> Result<Self, Error> {
         let channel = format!("{prefix}:ctl:{me}");
         let revoked = format!("{prefix}:revoked");

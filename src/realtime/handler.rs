@@ -6,15 +6,17 @@ use std::collections::{HashSet, VecDeque};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+
+use super::CallDeps;
 use super::client_events::{output_item, response_create, session_update, system_item};
-use crate::broker::publish_event;
 use crate::config::Steer;
 use crate::domain::SessionId;
 use crate::scenario::view::agent_view;
-use crate::state::AppState;
-use proto_events::events::{
-    AgentSwitch, CallEnded, ModerationFlagged, TranscriptAssistant, TranscriptUser,
-};
+use crate::sessions::tool_call::{AgentRule, ToolRan};
+use crate::sessions::{Idempotency, Switch, SwitchSource, Switched, ToolRun};
+use crate::tools::run::{Args, model_output};
+use proto_events::events::{EventData, ModerationFlagged, TranscriptAssistant, TranscriptUser};
 
 /// A command for the call's owner (the body of `POST /api/sessions/{id}/control`).
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -45,7 +47,7 @@ pub enum Command {
 
 /// One held call's state.
 pub struct Call {
-    pub(crate) state: AppState,
+    pub(crate) deps: Arc<CallDeps>,
     pub(crate) sid: SessionId,
     pub(crate) call_id: String,
     answered: HashSet<String>,
@@ -59,9 +61,9 @@ pub struct Call {
 
 impl Call {
     /// A call of session `sid`.
-    pub fn new(state: AppState, sid: SessionId, call_id: String) -> Self {
+    pub fn new(deps: Arc<CallDeps>, sid: SessionId, call_id: String) -> Self {
         Self {
-            state,
+            deps,
             sid,
             call_id,
             answered: HashSet::new(),
@@ -131,7 +133,7 @@ impl Call {
             "error" => {
                 tracing::warn!(call_id = %self.call_id, session_id = %self.sid, error = %ev["error"], "realtime error event");
                 if let Some(e) = super::client_events::browser_error(&self.call_id, ev) {
-                    self.publish("x.call.error", &e).await;
+                    self.publish(&e).await;
                 }
                 vec![]
             }
@@ -139,10 +141,9 @@ impl Call {
         }
     }
 
-    async fn publish<T: Serialize>(&self, kind: &str, data: &T) {
-        if let Err(e) = publish_event(self.state.broker.as_ref(), &self.sid, kind, data, None).await
-        {
-            tracing::error!(error = %e, call_id = %self.call_id, kind, "publishing a call event failed");
+    async fn publish<T: EventData>(&self, data: &T) {
+        if let Err(e) = self.deps.sessions.publish(&self.sid, data).await {
+            tracing::error!(error = %e, call_id = %self.call_id, kind = T::KIND, "publishing a call event failed");
         }
     }
 
@@ -159,64 +160,75 @@ impl Call {
         if !self.answered.insert(call_id.to_owned()) {
             return vec![];
         }
-        let key = format!("fc:{call_id}");
-        match self
-            .state
-            .store
-            .put_once(&self.sid, &key, "1", self.state.config.session_ttl)
-            .await
-        {
-            Ok(None) => {}
-            Ok(Some(_)) => return vec![], // answered before a takeover
-            Err(e) => {
-                tracing::error!(error = %e, call_id, "cannot record a function call; not answering it");
-                self.answered.remove(call_id);
-                return vec![];
-            }
-        }
         if let Some(target) = name.strip_prefix("transfer_to_") {
             let reachable = self.active().await.is_some_and(|(scn, a)| {
                 scn.agent(a.as_str())
                     .is_some_and(|a| a.handoffs.iter().any(|h| h.as_str() == target))
             });
             if reachable {
+                // Answered once across instances too (a takeover re-sees the call).
+                let claim = crate::sessions::claim::Claim {
+                    store: self.deps.sessions.store.as_ref(),
+                    session: &self.sid,
+                    key: &format!("fc:{call_id}"),
+                    ttl: self.deps.sessions.settings.session_ttl,
+                };
+                match claim.first().await {
+                    Ok(true) => {}
+                    Ok(false) => return vec![],
+                    Err(e) => {
+                        tracing::error!(error = %e, call_id, "cannot record a function call; not answering it");
+                        self.answered.remove(call_id);
+                        return vec![];
+                    }
+                }
                 let mut out = self
-                    .switch(target, "model", format!("the model called {name}"), 1.0)
+                    .switch(
+                        target,
+                        SwitchSource::Model,
+                        format!("the model called {name}"),
+                        1.0,
+                    )
                     .await;
                 out.push(output_item(call_id, &json!({"assistant": target})));
                 out.push(response_create());
                 return out;
             }
         }
-        let report = crate::agent::run_tool(
-            self.state.upstream.as_ref(),
-            &self.state.tools,
-            call_id,
-            name,
-            args.unwrap_or("{}"),
-        )
-        .await;
-        let output = if report.success {
-            report.output.clone()
-        } else {
-            json!({"error": report.error})
+        let run = ToolRun {
+            session: &self.sid,
+            tool: name,
+            args: Args::Text(args.unwrap_or("{}")),
+            correlation_id: Some(call_id),
+            idempotency: Idempotency::AnswerOnce,
+            rule: AgentRule::Any,
+            report_refusals: true,
         };
-        self.publish("tool.result", &report).await;
-        vec![output_item(call_id, &output), response_create()]
+        match self.deps.sessions.run_tool(run).await {
+            Ok(ToolRan::Fresh(report)) | Ok(ToolRan::Repeat(report)) => {
+                vec![
+                    output_item(call_id, &model_output(&report)),
+                    response_create(),
+                ]
+            }
+            Ok(ToolRan::AlreadyAnswered) => vec![], // answered before a takeover
+            Err(e) => {
+                tracing::error!(error = %e, call_id, "cannot run a function call; not answering it");
+                self.answered.remove(call_id);
+                vec![]
+            }
+        }
     }
 
     async fn on_user_transcript(&mut self, item_id: String, text: String) -> Vec<Value> {
         if text.is_empty() {
             return vec![];
         }
-        self.publish(
-            "transcript.user",
-            &TranscriptUser {
-                call_id: self.call_id.clone(),
-                item_id,
-                text: text.clone(),
-            },
-        )
+        self.publish(&TranscriptUser {
+            call_id: self.call_id.clone(),
+            item_id,
+            text: text.clone(),
+        })
         .await;
         self.remember(json!({"role": "user", "content": text}))
             .await;
@@ -231,14 +243,18 @@ impl Call {
             return vec![];
         };
         let tail: Vec<String> = self.tail.iter().cloned().collect();
-        let d =
-            crate::orchestrator::decide(&scn, agent, &text, &tail, self.state.upstream.as_ref())
-                .await;
+        let upstream = self.deps.sessions.upstream.as_ref();
+        let d = crate::orchestrator::decide(&scn, agent, &text, &tail, upstream).await;
         if d.chosen == active || scn.agent(&d.chosen).is_none() {
             return vec![];
         }
-        self.switch(&d.chosen, "orchestrator", d.reason.clone(), d.confidence)
-            .await
+        self.switch(
+            &d.chosen,
+            SwitchSource::Orchestrator,
+            d.reason.clone(),
+            d.confidence,
+        )
+        .await
     }
 
     async fn on_assistant_transcript(
@@ -253,39 +269,34 @@ impl Call {
         let Some((scn, active)) = self.active().await else {
             return vec![];
         };
-        self.publish(
-            "transcript.assistant",
-            &TranscriptAssistant {
-                call_id: self.call_id.clone(),
-                item_id: item_id.to_owned(),
-                response_id: response_id.to_owned(),
-                agent: active.clone(),
-                text: text.clone(),
-            },
-        )
+        self.publish(&TranscriptAssistant {
+            call_id: self.call_id.clone(),
+            item_id: item_id.to_owned(),
+            response_id: response_id.to_owned(),
+            agent: active.clone(),
+            text: text.clone(),
+        })
         .await;
         self.remember(json!({"role": "assistant", "content": text}))
             .await;
         self.push_tail(format!("assistant: {text}"));
+        let upstream = self.deps.sessions.upstream.as_ref();
         let d = self
-            .state
+            .deps
             .moderator
-            .moderate(&text, &scn.company_name, self.state.upstream.as_ref())
+            .moderate(&text, &scn.company_name, upstream)
             .await;
         if d.allowed {
             return vec![];
         }
-        self.publish(
-            "moderation.flagged",
-            &ModerationFlagged {
-                categories: d.categories.clone(),
-                sanitized_text: d.sanitized_text.clone(),
-                source: Some("assistant".into()),
-            },
-        )
+        self.publish(&ModerationFlagged {
+            categories: d.categories.clone(),
+            sanitized_text: d.sanitized_text.clone(),
+            source: Some("assistant".into()),
+        })
         .await;
         let mut out = Vec::new();
-        if self.state.config.realtime.steer == Steer::Cancel && self.responding {
+        if self.deps.realtime.steer == Steer::Cancel && self.responding {
             out.push(json!({"type": "response.cancel"}));
         }
         let flagged: Vec<&str> = d
@@ -313,13 +324,13 @@ impl Call {
                 if scn.agent(&agent).is_none() {
                     return Err(format!("agent {agent:?} is not in scenario {}", scn.id));
                 }
-                let source = if source.is_empty() {
-                    "server".to_owned()
+                let source = if source == "client" {
+                    SwitchSource::Client
                 } else {
-                    source
+                    SwitchSource::Server
                 };
                 Ok(self
-                    .switch(&agent, &source, "control command".into(), 1.0)
+                    .switch(&agent, source, "control command".into(), 1.0)
                     .await)
             }
             Command::Say { text } => Ok(vec![
@@ -336,13 +347,7 @@ impl Call {
                 Ok(self.agent_update(&active).await.into_iter().collect())
             }
             Command::Hangup => {
-                self.end("hangup").await;
-                if let Some(up) = &self.state.upstream {
-                    let path = format!("realtime/calls/{}/hangup", self.call_id);
-                    if let Err(e) = up.post_json(&path, &json!({})).await {
-                        tracing::warn!(error = %e, call_id = %self.call_id, "upstream hangup failed");
-                    }
-                }
+                self.end_with("hangup", true).await;
                 Ok(vec![])
             }
         }
@@ -350,34 +355,36 @@ impl Call {
 
     /// Marks the call over: publishes `call.ended` and forgets the call.
     pub async fn end(&mut self, reason: &str) {
+        self.end_with(reason, false).await;
+    }
+
+    async fn end_with(&mut self, reason: &str, hang_up: bool) {
         if self.ended {
             return;
         }
         self.ended = true;
-        self.publish(
-            "call.ended",
-            &CallEnded {
-                call_id: self.call_id.clone(),
-                reason: reason.to_owned(),
-            },
-        )
-        .await;
-        if let Err(e) = self.state.calls.leases.unregister(&self.sid).await {
-            tracing::warn!(error = %e, "forgetting an ended call failed; the janitor will retry");
+        if let Err(e) = self
+            .deps
+            .end_call(&self.sid, &self.call_id, reason, hang_up)
+            .await
+        {
+            tracing::warn!(error = %e, call_id = %self.call_id, "ending the call was not fully recorded; the janitor will retry");
         }
     }
 
     async fn active(&self) -> Option<(std::sync::Arc<crate::scenario::Scenario>, String)> {
-        let s = self.state.store.get(&self.sid).await.ok()??;
-        let scn = self.state.scenarios.resolve(s.scenario_id.as_str())?;
+        let sessions = &self.deps.sessions;
+        let s = sessions.store.get(&self.sid).await.ok()??;
+        let scn = sessions.scenarios.resolve(s.scenario_id.as_str())?;
         Some((scn, s.active_agent.to_string()))
     }
 
     /// `session.update` for `agent` (instructions with the context and any added
     /// instructions, its tools and handoff tools; the voice only before any audio).
     async fn agent_update(&self, agent: &str) -> Option<Value> {
-        let s = self.state.store.get(&self.sid).await.ok()??;
-        let scn = self.state.scenarios.resolve(s.scenario_id.as_str())?;
+        let sessions = &self.deps.sessions;
+        let s = sessions.store.get(&self.sid).await.ok()??;
+        let scn = sessions.scenarios.resolve(s.scenario_id.as_str())?;
         let a = scn.agent(agent)?;
         let view = agent_view(&scn, a, s.context.as_deref());
         Some(session_update(
@@ -387,56 +394,44 @@ impl Call {
         ))
     }
 
-    /// Switches the active agent (compare-and-set), publishes `agent.switch`, and returns
-    /// the `session.update`.
+    /// Switches the active agent (the session layer's compare-and-set and `agent.switch`)
+    /// and returns the call's `session.update` for whichever agent is in charge afterwards.
     async fn switch(
         &mut self,
         to: &str,
-        source: &str,
+        source: SwitchSource,
         reason: String,
         confidence: f64,
     ) -> Vec<Value> {
         let Some((_, from)) = self.active().await else {
             return vec![];
         };
-        if from == to {
-            return self.agent_update(to).await.into_iter().collect();
-        }
-        match self
-            .state
-            .store
-            .cas_active_agent(&self.sid, &from, to)
-            .await
-        {
-            Ok(true) => {
-                self.publish(
-                    "agent.switch",
-                    &AgentSwitch {
-                        from,
-                        to: to.to_owned(),
-                        reason,
-                        confidence,
-                        source: source.to_owned(),
-                    },
-                )
-                .await;
+        let sw = Switch {
+            from,
+            to: to.to_owned(),
+            source,
+            reason,
+            confidence,
+        };
+        let now = match self.deps.sessions.switch_agent(&self.sid, sw).await {
+            Ok(Switched::Changed { .. } | Switched::Unchanged) => Some(to.to_owned()),
+            Ok(Switched::Lost { now }) => {
+                tracing::info!(call_id = %self.call_id, "another switch won; applying the current agent");
+                now
             }
-            Ok(false) => {
-                tracing::info!(call_id = %self.call_id, "another switch won; applying the current agent")
+            Err(e) => {
+                tracing::error!(error = %e, "switching the active agent failed");
+                self.active().await.map(|(_, a)| a)
             }
-            Err(e) => tracing::error!(error = %e, "switching the active agent failed"),
-        }
-        let now = self
-            .active()
-            .await
-            .map(|(_, a)| a)
-            .unwrap_or_else(|| to.to_owned());
+        };
+        let now = now.unwrap_or_else(|| to.to_owned());
         self.agent_update(&now).await.into_iter().collect()
     }
 
     async fn remember(&self, item: Value) {
         if let Err(e) = self
-            .state
+            .deps
+            .sessions
             .memory
             .add_items(self.sid.as_str(), &[item], None)
             .await

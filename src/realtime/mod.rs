@@ -20,11 +20,20 @@ use std::time::Duration;
 use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::config::RealtimeSettings;
 use crate::domain::SessionId;
+use crate::moderation::Moderator;
+use crate::sessions::Sessions;
 use crate::store::StoreError;
 use handler::Command;
 use lease::CallLeases;
 use sideband::Envelope;
+
+/// Closes a session's event-channel connections on this instance (the local hub).
+pub trait SessionCloser: Send + Sync + 'static {
+    /// Asks every connection of `session` here to close with `code`.
+    fn close_session(&self, session: &SessionId, code: proto_events::CloseCode);
+}
 
 /// Why a control command did not complete.
 #[derive(Debug)]
@@ -37,6 +46,55 @@ pub enum ControlError {
     Rejected(String),
     /// The lease store failed.
     Store(StoreError),
+}
+
+/// What a call's sideband runs on: the session use-cases, moderation, this instance's
+/// calls, and the settings it reads. Narrow on purpose; the edge's state never reaches here.
+pub struct CallDeps {
+    /// The session use-cases (publish, switch, run a tool) and their backends.
+    pub sessions: Arc<Sessions>,
+    /// Moderation of what the assistant says.
+    pub moderator: Arc<Moderator>,
+    /// Leases, the call index, and the calls whose sideband runs here.
+    pub calls: Arc<Calls>,
+    /// Lease TTL, sideband URL, what to do on a flagged answer.
+    pub realtime: RealtimeSettings,
+    /// The standard upstream key the sideband attaches with; `None` when offline.
+    pub api_key: Option<secrecy::SecretString>,
+    /// This instance's id (the lease owner).
+    pub instance_id: String,
+}
+
+impl CallDeps {
+    /// The lease store.
+    pub fn leases(&self) -> &Arc<dyn CallLeases> {
+        &self.calls.leases
+    }
+
+    /// Ends `sid`'s call `call_id`: asks the upstream to hang up (when `hang_up`; a failure
+    /// there is logged, the call is over for us either way), publishes `call.ended` with
+    /// `reason`, and forgets the call. The one path for every way a call ends.
+    pub async fn end_call(
+        &self,
+        sid: &SessionId,
+        call_id: &str,
+        reason: &str,
+        hang_up: bool,
+    ) -> Result<(), crate::sessions::SessionError> {
+        if hang_up && let Some(up) = &self.sessions.upstream {
+            let path = format!("realtime/calls/{call_id}/hangup");
+            if let Err(e) = up.post_json(&path, &serde_json::json!({})).await {
+                tracing::warn!(error = %e, call_id, "upstream hangup failed");
+            }
+        }
+        let data = proto_events::events::CallEnded {
+            call_id: call_id.to_owned(),
+            reason: reason.to_owned(),
+        };
+        self.sessions.publish(sid, &data).await?;
+        self.leases().unregister(sid).await?;
+        Ok(())
+    }
 }
 
 /// This instance's view of calls.
@@ -61,7 +119,7 @@ impl Calls {
     /// Closes `sid`'s sockets on every instance with 4009 (through Redis in Redis mode).
     pub async fn close_everywhere(
         &self,
-        hub: &crate::ws::hub::Hub,
+        hub: &dyn SessionCloser,
         sid: &SessionId,
     ) -> Result<(), StoreError> {
         match &self.bus {

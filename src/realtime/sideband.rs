@@ -13,10 +13,12 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tracing::Instrument;
 
+use std::sync::Arc;
+
+use super::CallDeps;
 use super::handler::{Call, Command};
 use super::lease::Lease;
 use crate::domain::SessionId;
-use crate::state::AppState;
 use crate::telemetry;
 
 /// A command and where to send its outcome.
@@ -34,11 +36,11 @@ enum Attach {
     Retry(String),
 }
 
-async fn attach(state: &AppState, call_id: &str) -> Attach {
-    let Some(key) = state.config.openai_api_key.as_ref() else {
+async fn attach(deps: &CallDeps, call_id: &str) -> Attach {
+    let Some(key) = deps.api_key.as_ref() else {
         return Attach::Gone;
     };
-    let url = format!("{}?call_id={call_id}", state.config.realtime.ws_url);
+    let url = format!("{}?call_id={call_id}", deps.realtime.ws_url);
     let mut req = match url.into_client_request() {
         Ok(r) => r,
         Err(e) => return Attach::Retry(e.to_string()),
@@ -66,12 +68,12 @@ async fn attach(state: &AppState, call_id: &str) -> Attach {
 
 /// Renews `lease` until it is lost; flips `lost` then.
 fn spawn_renewal(
-    state: AppState,
+    state: Arc<CallDeps>,
     sid: SessionId,
     lease: Lease,
     lost: watch::Sender<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    let ttl = state.config.realtime.lease_ttl;
+    let ttl = state.realtime.lease_ttl;
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(ttl / 3).await;
@@ -90,14 +92,14 @@ fn spawn_renewal(
 }
 
 /// Starts the sideband for a call whose lease this instance holds.
-pub fn spawn(state: AppState, sid: SessionId, call_id: String, lease: Lease) {
+pub fn spawn(state: Arc<CallDeps>, sid: SessionId, call_id: String, lease: Lease) {
     let (tx, rx) = mpsc::channel::<Envelope>(16);
     state.calls.local.insert(sid.clone(), tx);
     tokio::spawn(run(state, sid, call_id, lease, rx));
 }
 
 async fn run(
-    state: AppState,
+    state: Arc<CallDeps>,
     sid: SessionId,
     call_id: String,
     lease: Lease,
@@ -183,9 +185,9 @@ async fn run(
 }
 
 /// Adopts orphaned calls (no live lease) every half lease TTL, on every instance.
-pub fn spawn_janitor(state: AppState) {
+pub fn spawn_janitor(state: Arc<CallDeps>) {
     tokio::spawn(async move {
-        let period = state.config.realtime.lease_ttl / 2;
+        let period = state.realtime.lease_ttl / 2;
         loop {
             tokio::time::sleep(period).await;
             adopt_orphans(&state).await;
@@ -194,7 +196,7 @@ pub fn spawn_janitor(state: AppState) {
 }
 
 /// One janitor pass.
-pub async fn adopt_orphans(state: &AppState) {
+pub async fn adopt_orphans(state: &Arc<CallDeps>) {
     let calls = match state.calls.leases.calls().await {
         Ok(c) => c,
         Err(e) => {
@@ -206,7 +208,7 @@ pub async fn adopt_orphans(state: &AppState) {
         if state.calls.local.contains_key(&sid) {
             continue;
         }
-        match state.store.get(&sid).await {
+        match state.sessions.store.get(&sid).await {
             Ok(Some(_)) => {}
             Ok(None) => {
                 let _ = state.calls.leases.unregister(&sid).await; // the session expired
@@ -217,7 +219,7 @@ pub async fn adopt_orphans(state: &AppState) {
         if let Ok(Some(lease)) = state
             .calls
             .leases
-            .acquire(&sid, &state.instance_id, state.config.realtime.lease_ttl)
+            .acquire(&sid, &state.instance_id, state.realtime.lease_ttl)
             .await
         {
             tracing::info!(session_id = %sid, call_id, "adopting an orphaned call");

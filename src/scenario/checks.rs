@@ -1,13 +1,13 @@
 //! Field checks of scenario files that need more than serde: webhook declarations and
 //! JSON Schemas.
 
-use super::model::HttpToolFile;
+use super::file::HttpToolFile;
 use serde_json::Value;
 
 /// A webhook declaration: an http(s) URL, a known method, a sane timeout, and every
 /// referenced environment variable set (so a missing secret fails startup, not a call).
 pub fn check_http(h: &HttpToolFile) -> Result<(), (&'static str, String)> {
-    let uri: axum::http::Uri = h
+    let uri: http::Uri = h
         .url
         .parse()
         .map_err(|_| ("url", format!("{:?} is not a URL", h.url)))?;
@@ -25,7 +25,7 @@ pub fn check_http(h: &HttpToolFile) -> Result<(), (&'static str, String)> {
         return Err(("timeout_ms", "must be between 1 and 120000".into()));
     }
     for (name, var) in &h.headers {
-        if name.parse::<axum::http::HeaderName>().is_err() {
+        if name.parse::<http::HeaderName>().is_err() {
             return Err(("headers", format!("{name:?} is not a header name")));
         }
         if std::env::var(var).is_err() {

@@ -6,6 +6,7 @@
 //! views in [`view`], which build the `transfer_to_<agent>` handoff tools.
 
 mod checks;
+pub mod file;
 pub mod model;
 pub mod view;
 

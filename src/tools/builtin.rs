@@ -9,6 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
+use super::run::{Args, Call, Runner, model_output};
 use super::{Tool, ToolContext, ToolError, data};
 use crate::upstream::responses::message_texts;
 
@@ -247,14 +248,27 @@ impl Tool for Supervisor {
                     .as_str()
                     .and_then(|a| serde_json::from_str(a).ok())
                     .unwrap_or(json!({}));
-                let call_args_for_trail = call_args.clone();
-                let output = match implementation(name) {
-                    Some(t) if name != "getNextResponseFromSupervisor" => t
-                        .call(ctx, call_args)
-                        .await
-                        .unwrap_or_else(|e| json!({"error": e.to_string()})),
+                // Only the tools it was offered, each checked against its schema.
+                let offered = tools.iter().any(|t| t["name"] == name);
+                let output = match ctx.tools {
+                    Some(registry) if offered => {
+                        let runner = Runner {
+                            registry,
+                            upstream: ctx.upstream,
+                        };
+                        let report = runner
+                            .run_reported(Call {
+                                tool: name,
+                                args: Args::Json(&call_args),
+                                correlation_id: call["call_id"].as_str(),
+                                session_id: ctx.session_id,
+                            })
+                            .await;
+                        model_output(&report)
+                    }
                     _ => json!({"error": format!("unknown tool {name}")}),
                 };
+                let call_args_for_trail = call_args;
                 if let Some(trail) = ctx.trail {
                     trail.push(
                         format!("supervisor function call: {name}"),

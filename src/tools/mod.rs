@@ -9,6 +9,7 @@
 
 pub mod builtin;
 pub mod data;
+pub mod run;
 pub mod webhook;
 
 use std::collections::BTreeMap;
@@ -27,6 +28,8 @@ use crate::upstream::UpstreamClient;
 pub struct ToolContext<'a> {
     /// The upstream, when configured (tools that ask a model).
     pub upstream: Option<&'a UpstreamClient>,
+    /// The registry, for tools that run other tools (the supervisor).
+    pub tools: Option<&'a ToolRegistry>,
     /// The session the call belongs to, if any.
     pub session_id: Option<&'a SessionId>,
     /// The caller's correlation id, if any.

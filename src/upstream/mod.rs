@@ -59,7 +59,8 @@ impl<'a> From<&'a Value> for Body<'a> {
     }
 }
 
-/// OpenAI-compatible client.
+/// OpenAI-compatible client. Cloning shares the connection pools.
+#[derive(Clone)]
 pub struct UpstreamClient {
     http: reqwest::Client,
     stream_http: reqwest::Client,

@@ -12,7 +12,7 @@ use super::recovery::{Plan, Seam, plan};
 use crate::auth::{SessionClaims, TokenError};
 use crate::broker::Frame;
 use crate::domain::SessionId;
-use crate::lifecycle::{Missing, ensure_session};
+use crate::sessions::lifecycle::{Missing, ensure_session};
 use crate::state::AppState;
 
 /// The client's request to attach.
@@ -59,11 +59,11 @@ pub async fn attach(state: &AppState, req: AttachRequest) -> Result<Attached, Cl
         .session_id
         .parse()
         .map_err(|_| CloseCode::Unauthorized)?;
-    match ensure_session(state, &session, &claims).await {
+    match ensure_session(&state.sessions, &session, &claims).await {
         Ok(_) => {}
         Err(Missing::Gone) => return Err(CloseCode::UnknownSession),
         Err(Missing::Revoked) => return Err(CloseCode::SessionExpired),
-        Err(Missing::Unavailable(e)) => {
+        Err(e @ (Missing::Store(_) | Missing::Broker(_))) => {
             tracing::warn!(error = %e, "session store unavailable while attaching");
             return Err(CloseCode::TryAgainLater);
         }

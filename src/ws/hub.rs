@@ -137,6 +137,12 @@ impl Hub {
     }
 }
 
+impl crate::realtime::SessionCloser for Hub {
+    fn close_session(&self, session: &SessionId, code: CloseCode) {
+        Hub::close_session(self, session, code);
+    }
+}
+
 impl LiveSink for Hub {
     fn deliver(&self, session: &SessionId, frame: Frame) {
         let Some(mut conns) = self.sessions.get_mut(session) else {

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::attach::{AttachRequest, Attached, attach, detach};
 use super::recovery::Admit;
-use crate::lifecycle::{Found, Missing, ensure_session};
+use crate::sessions::lifecycle::{Found, Missing, ensure_session};
 use crate::state::AppState;
 
 /// Query of `/api/ws`. Numbers are taken as text so a bad value degrades to "absent"
@@ -162,8 +162,8 @@ async fn run(socket: WebSocket, state: &AppState, attached: Attached) {
             }
             _ = ticker.tick() => {
                 // An open socket is activity: it keeps the session from idling out.
-                match ensure_session(state, &session, &claims).await {
-                    Ok((_, Found::Existing)) | Err(Missing::Unavailable(_)) => {}
+                match ensure_session(&state.sessions, &session, &claims).await {
+                    Ok((_, Found::Existing)) | Err(Missing::Store(_) | Missing::Broker(_)) => {}
                     Ok((_, Found::Recreated)) => break Some(CloseCode::HistoryLost),
                     Err(Missing::Gone) => break Some(CloseCode::UnknownSession),
                     Err(Missing::Revoked) => break Some(CloseCode::SessionExpired),

@@ -20,8 +20,8 @@ use tokio::sync::mpsc;
 
 use super::attach::{AttachRequest, Attached, attach, detach};
 use super::recovery::Admit;
-use crate::http::caller::bearer;
 use crate::error::{ApiError, Path, Query};
+use crate::http::caller::bearer;
 use crate::state::AppState;
 
 /// Query of the SSE endpoint.
@@ -108,10 +108,7 @@ async fn pump(state: AppState, attached: Attached, tx: mpsc::Sender<Event>) {
         if !ok {
             break;
         }
-        ok = tx
-            .send(envelope_event(f.text(), f.seq))
-            .await
-            .is_ok();
+        ok = tx.send(envelope_event(f.text(), f.seq)).await.is_ok();
     }
     let close = if !ok {
         None

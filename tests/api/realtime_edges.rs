@@ -242,7 +242,7 @@ async fn a_hangup_releases_the_lease_and_closes_the_sideband() {
     );
     assert_eq!(leases.call_of(&sid).await.unwrap(), None);
     // A janitor pass does not bring the call back.
-    switchboard::realtime::sideband::adopt_orphans(&t.app.state).await;
+    switchboard::realtime::sideband::adopt_orphans(&t.app.state.call_deps).await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(t.fake.attaches.lock().unwrap().len(), 1);
     let (st, e) = control(

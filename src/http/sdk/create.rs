@@ -7,11 +7,11 @@ use axum::http::{HeaderMap, StatusCode};
 use super::{CreateRequest, CreateResponse, bounded, parse_id};
 use crate::agent::session::{AgentSpec, load_spec, save_spec};
 use crate::auth::{TokenError, is_api_key};
-use crate::http::caller::bearer;
+use crate::clock::now_rfc3339;
 use crate::domain::SessionId;
 use crate::error::{ApiError, Json};
+use crate::http::caller::bearer;
 use crate::state::AppState;
-use crate::clock::now_rfc3339;
 
 const DEFAULT_MODEL: &str = "gpt-4.1-mini";
 
@@ -67,7 +67,11 @@ pub async fn create(
             Some(state.tokens.verify(token, rt)?)
         };
         let rt_state = match claims {
-            Some(c) => crate::lifecycle::ensure_session(&state, &rsid, &c).await?.0,
+            Some(c) => {
+                crate::sessions::lifecycle::ensure_session(&state.sessions, &rsid, &c)
+                    .await?
+                    .0
+            }
             None => state.store.get(&rsid).await?.ok_or_else(|| {
                 ApiError::not_found(
                     "unknown_session",

@@ -29,10 +29,10 @@ use crate::agent::session::{
     Handoff, Message, load_spec, run_message, unknown_agent_session, with_turn_lock,
 };
 use crate::auth::{TokenError, is_api_key};
-use crate::http::caller::bearer;
 use crate::config::MAX_ITERATIONS;
 use crate::domain::SessionId;
 use crate::error::{ApiError, Json, Query};
+use crate::http::caller::bearer;
 use crate::state::AppState;
 
 pub mod create;

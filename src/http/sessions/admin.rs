@@ -14,10 +14,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::TokenError;
-use crate::http::caller::{Caller, classify};
 use crate::domain::SessionId;
 use crate::error::{ApiError, Json, Path};
-use crate::lifecycle::{Missing, ensure_session};
+use crate::http::caller::{Caller, classify};
+use crate::sessions::lifecycle::{Missing, ensure_session};
 use crate::state::AppState;
 
 /// A renewed session token.
@@ -55,7 +55,7 @@ async fn managed(
             if c.sid != sid.as_str() {
                 return Err(TokenError::Invalid.into());
             }
-            ensure_session(state, sid, c).await?.0
+            ensure_session(&state.sessions, sid, c).await?.0
         }
         Caller::Session(_) => {
             return Err(forbidden(
@@ -124,6 +124,6 @@ pub async fn revoke_session(
         Err(e) if e.code == "session_revoked" => return Ok(StatusCode::NO_CONTENT),
         Err(e) => return Err(e),
     }
-    crate::lifecycle::revoke(&state, &sid).await?;
+    crate::http::sessions::revoke::revoke(&state, &sid).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -10,12 +10,13 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::{SessionClaims, TokenError};
-use crate::http::caller::bearer;
 use crate::domain::SessionId;
 use crate::error::{ApiError, Json, Path};
+use crate::http::caller::bearer;
 use crate::state::AppState;
 
 pub mod admin;
+pub mod revoke;
 
 /// `GET /api/sessions/{id}` answer.
 #[derive(Debug, Serialize, ToSchema)]
@@ -77,7 +78,7 @@ pub async fn optional_session(
         return Ok(None);
     };
     let (sid, claims) = authorize(state, headers, id)?;
-    let (s, _) = crate::lifecycle::ensure_session(state, &sid, &claims).await?;
+    let (s, _) = crate::sessions::lifecycle::ensure_session(&state.sessions, &sid, &claims).await?;
     Ok(Some((sid, s)))
 }
 
@@ -93,7 +94,7 @@ pub async fn get_session(
     Path(id): Path<String>,
 ) -> Result<Json<SessionView>, ApiError> {
     let (sid, claims) = authorize(&state, &headers, &id)?;
-    let (s, _) = crate::lifecycle::ensure_session(&state, &sid, &claims).await?;
+    let (s, _) = crate::sessions::lifecycle::ensure_session(&state.sessions, &sid, &claims).await?;
     let top = state.broker.open(&sid).await?;
     Ok(Json(SessionView {
         session_id: s.session_id.to_string(),
