@@ -140,6 +140,7 @@ impl Application {
                 history_ttl: config.history_ttl,
                 tool_claim_wait: config.upstream_timeout * (config.upstream_retries + 1)
                     + Duration::from_secs(5),
+                agents: config.agents.clone(),
             },
         });
         let moderator = Arc::new(crate::moderation::Moderator::new(

@@ -8,8 +8,6 @@
 //! it answers with what is known and says so). Usage is summed over the loop. A call of a
 //! `transfer_to_<agent>` tool ends the turn with that handoff for the caller to apply.
 
-pub mod session;
-
 use serde_json::{Value, json};
 
 use crate::tools::ToolRegistry;

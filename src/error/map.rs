@@ -10,6 +10,8 @@ use super::ApiError;
 use crate::auth::TokenError;
 use crate::broker::BrokerError;
 use crate::memory::MemoryError;
+use crate::scenario::{UnknownAgent, UnknownScenario};
+use crate::sessions::agent::AgentSessionError;
 use crate::sessions::lifecycle::Missing;
 use crate::sessions::{SessionError, ToolRunError};
 use crate::store::StoreError;
@@ -176,6 +178,41 @@ impl From<ToolRunError> for ApiError {
             ToolRunError::Session(e) => e.into(),
             ToolRunError::Unreadable(e) => {
                 ApiError::internal("a stored tool result is unreadable", &e)
+            }
+        }
+    }
+}
+
+impl From<UnknownAgent> for ApiError {
+    fn from(e: UnknownAgent) -> Self {
+        ApiError::bad_request("unknown_agent", e.to_string())
+    }
+}
+
+impl From<UnknownScenario> for ApiError {
+    fn from(e: UnknownScenario) -> Self {
+        ApiError::not_found("unknown_scenario", e.to_string())
+    }
+}
+
+impl From<AgentSessionError> for ApiError {
+    fn from(e: AgentSessionError) -> Self {
+        match e {
+            AgentSessionError::Offline => ApiError::upstream_not_configured(),
+            e @ AgentSessionError::Unknown(_) => {
+                ApiError::not_found("unknown_agent_session", e.to_string())
+            }
+            e @ AgentSessionError::LinkedGone(_) => {
+                ApiError::not_found("unknown_session", e.to_string())
+            }
+            AgentSessionError::UnknownScenario(e) => e.into(),
+            AgentSessionError::UnknownAgent(e) => e.into(),
+            AgentSessionError::Memory(e) => e.into(),
+            AgentSessionError::Store(e) => e.into(),
+            AgentSessionError::Broker(e) => e.into(),
+            AgentSessionError::Upstream(e) => e.into(),
+            e @ (AgentSessionError::Corrupt(_) | AgentSessionError::BadId(_)) => {
+                ApiError::internal("an agent session could not be read", &e)
             }
         }
     }

@@ -14,11 +14,10 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::scenarios::unknown_scenario;
-use super::session2::pick_root;
-use crate::agent::session::scenario_agent;
 use crate::agent::{TurnSpec, run_turn};
 use crate::config::MAX_ITERATIONS;
 use crate::error::{ApiError, Json};
+use crate::sessions::agent::scenario_agent;
 use crate::state::AppState;
 
 /// `POST /api/agent/run` body.
@@ -114,7 +113,7 @@ pub async fn run(
                 .scenarios
                 .resolve(sid)
                 .ok_or_else(|| unknown_scenario(&state, sid, true))?;
-            let agent = pick_root(&scenario, Some(name))?;
+            let agent = scenario.agent_or_default(Some(name))?;
             let cfg = scenario_agent(&scenario, agent);
             (cfg.instructions, cfg.tools, cfg.handoffs)
         }

@@ -117,12 +117,10 @@ pub async fn create_call(
     // The requested root is validated now and becomes the active agent only once the
     // upstream accepted the call, so a refused offer changes nothing.
     let agent = match root.as_deref() {
-        Some(r) => super::session2::pick_root(&scenario, Some(r))?,
-        None => scenario.agent(s.active_agent.as_str()).unwrap_or_else(|| {
-            scenario
-                .agent(scenario.default_root.as_str())
-                .expect("validated: default root exists")
-        }),
+        Some(r) => scenario.agent_or_default(Some(r))?,
+        None => scenario
+            .agent(s.active_agent.as_str())
+            .unwrap_or_else(|| scenario.default_agent()),
     };
     let view = agent_view(&scenario, agent, s.context.as_deref());
     let mut session = session_config(&state.config, Some(&view.voice), Some(&view.instructions));

@@ -16,7 +16,6 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::scenarios::unknown_scenario;
-use super::session2::pick_root;
 use super::sessions::optional_session;
 use crate::error::{ApiError, Json};
 use crate::orchestrator::decide;
@@ -130,7 +129,7 @@ pub async fn orchestrate(
             (sc, active)
         }
     };
-    let active = pick_root(&scenario, active_name.as_deref())?;
+    let active = scenario.agent_or_default(active_name.as_deref())?;
     let text = req.last_user_text.as_deref().unwrap_or_default();
     let d = decide(&scenario, active, text, &tail, state.upstream.as_ref()).await;
     let from = active.name.to_string();

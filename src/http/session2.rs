@@ -19,8 +19,8 @@ use crate::clock::now_rfc3339;
 use crate::domain::SessionId;
 use crate::error::{ApiError, Json, Query};
 use crate::http::caller::{Caller, ModelAccess};
+use crate::scenario::DEFAULT_SCENARIO;
 use crate::scenario::view::{AgentView, GuardrailView, guardrails, initial_agents, with_context};
-use crate::scenario::{DEFAULT_SCENARIO, Scenario};
 use crate::state::AppState;
 use crate::store::SessionState;
 use crate::upstream::realtime::session_config;
@@ -158,7 +158,7 @@ async fn bootstrap(
             format!("your user token does not allow scenario {}", scenario.id),
         ));
     }
-    let root = pick_root(&scenario, root_agent.as_deref())?;
+    let root = scenario.agent_or_default(root_agent.as_deref())?;
     let user_id = caller.user_id().map(str::to_owned);
 
     let (ephemeral_key, key_expires, warning) = match &state.upstream {
@@ -215,29 +215,6 @@ async fn bootstrap(
         events,
         warning,
     }))
-}
-
-/// The requested root agent, or the default; `400 unknown_agent` naming the valid ones.
-pub fn pick_root<'a>(
-    scenario: &'a Scenario,
-    wanted: Option<&str>,
-) -> Result<&'a crate::scenario::Agent, ApiError> {
-    match wanted.map(str::trim).filter(|r| !r.is_empty()) {
-        None => Ok(scenario
-            .agent(scenario.default_root.as_str())
-            .expect("validated: default root exists")),
-        Some(r) => scenario.agent(r).ok_or_else(|| {
-            let shown: String = r.chars().take(64).collect();
-            ApiError::bad_request(
-                "unknown_agent",
-                format!(
-                    "agent {shown:?} is not in scenario {}; its agents are {}",
-                    scenario.id,
-                    scenario.agent_names().join(", ")
-                ),
-            )
-        }),
-    }
 }
 
 /// A string context as is; an object as sorted `key: value` lines; `null`/empty as none.

@@ -14,7 +14,17 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use model::{Agent, Scenario, ScenarioError, Tool};
+pub use model::{Agent, Scenario, ScenarioError, Tool, UnknownAgent};
+
+/// A scenario id (or alias) that names no loaded scenario.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("unknown scenario {id:?}; scenarios are {}", known.join(", "))]
+pub struct UnknownScenario {
+    /// The id asked for (at most 64 characters of it).
+    pub id: String,
+    /// The loaded scenarios' ids.
+    pub known: Vec<String>,
+}
 
 /// Built-in scenario files, compiled in.
 const BUILTIN: &[(&str, &str)] = &[
@@ -95,6 +105,14 @@ impl ScenarioRegistry {
     }
 
     /// The scenario with this id or alias.
+    pub fn get(&self, id_or_alias: &str) -> Result<Arc<Scenario>, UnknownScenario> {
+        self.resolve(id_or_alias).ok_or_else(|| UnknownScenario {
+            id: id_or_alias.chars().take(64).collect(),
+            known: self.ids(),
+        })
+    }
+
+    /// The scenario with this id or alias, `None` when there is none.
     pub fn resolve(&self, id_or_alias: &str) -> Option<Arc<Scenario>> {
         let id = self
             .aliases

@@ -98,6 +98,38 @@ impl Scenario {
     pub fn agent_names(&self) -> Vec<String> {
         self.agents.iter().map(|a| a.name.to_string()).collect()
     }
+
+    /// The root agent when a client names none.
+    pub fn default_agent(&self) -> &Agent {
+        // Validation refuses a scenario whose default root is not one of its agents, and a
+        // `Scenario` is only built by validation.
+        self.agent(self.default_root.as_str())
+            .expect("a validated scenario contains its default root")
+    }
+
+    /// The agent named `wanted` (trimmed), or the default root when none is named.
+    pub fn agent_or_default(&self, wanted: Option<&str>) -> Result<&Agent, UnknownAgent> {
+        match wanted.map(str::trim).filter(|r| !r.is_empty()) {
+            None => Ok(self.default_agent()),
+            Some(r) => self.agent(r).ok_or_else(|| UnknownAgent {
+                agent: r.chars().take(64).collect(),
+                scenario: self.id.to_string(),
+                agents: self.agent_names(),
+            }),
+        }
+    }
+}
+
+/// A named agent that is not in the scenario.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("agent {agent:?} is not in scenario {scenario}; its agents are {}", agents.join(", "))]
+pub struct UnknownAgent {
+    /// The name asked for (at most 64 characters of it).
+    pub agent: String,
+    /// The scenario.
+    pub scenario: String,
+    /// Its agents.
+    pub agents: Vec<String>,
 }
 
 impl ScenarioFile {

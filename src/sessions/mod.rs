@@ -9,10 +9,12 @@
 //!   agent's rule, idempotency, `tool.result`).
 //! - [`claim`]: claim an idempotency key, or wait for and return the first answer.
 //! - [`lifecycle`]: find a session, re-creating a lost one from its token.
+//! - [`agent`]: multi-turn server agent sessions (`/api/sdk/session/*`).
 //!
 //! [`Sessions`] holds the narrow set of backends these need (not the edge's `AppState`).
 //! Errors are [`SessionError`]; the edge maps them to statuses in one file.
 
+pub mod agent;
 pub mod claim;
 pub mod lifecycle;
 pub mod switch;
@@ -44,6 +46,8 @@ pub struct SessionSettings {
     pub history_ttl: Duration,
     /// Longest wait for a first call with the same correlation id to finish.
     pub tool_claim_wait: Duration,
+    /// Server agents: turn lock, queue wait, memory TTL.
+    pub agents: crate::config::AgentSettings,
 }
 
 /// What the session use-cases run on.

@@ -128,7 +128,7 @@ pub async fn envelopes_carry_the_documented_fields(f: &dyn Factory) {
         (1, top.epoch.as_str(), false)
     );
     let h = b.history(&s, 0).await.unwrap().unwrap();
-    let env: Envelope = serde_json::from_str(h.events[0].json.as_str()).unwrap();
+    let env: Envelope = serde_json::from_str(h.events[0].text()).unwrap();
     assert_eq!(env.kind.as_str(), "x.test");
     assert_eq!(env.session_id, s.as_str());
     assert_eq!((env.seq, env.epoch.as_str()), (1, top.epoch.as_str()));

@@ -5,12 +5,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 
 use super::{CreateRequest, CreateResponse, bounded, parse_id};
-use crate::agent::session::{AgentSpec, load_spec, save_spec};
 use crate::auth::{TokenError, is_api_key};
 use crate::clock::now_rfc3339;
 use crate::domain::SessionId;
 use crate::error::{ApiError, Json};
 use crate::http::caller::bearer;
+use crate::sessions::agent::{AgentSpec, load_spec, save_spec};
 use crate::state::AppState;
 
 const DEFAULT_MODEL: &str = "gpt-4.1-mini";
@@ -32,7 +32,7 @@ pub async fn create(
         None => SessionId::generate(),
     };
     if req.session_id.is_some() {
-        if let Some(spec) = load_spec(&state, &id).await? {
+        if let Some(spec) = load_spec(&state.sessions, &id).await? {
             let holder =
                 api_key || given.is_some_and(|t| state.tokens.verify_agent(t, id.as_str()).is_ok());
             if !holder {
@@ -106,7 +106,7 @@ pub async fn create(
                 .scenarios
                 .resolve(s)
                 .ok_or_else(|| crate::http::scenarios::unknown_scenario(&state, s, true))?;
-            let agent = crate::http::session2::pick_root(&scenario, agent_name.as_deref())?;
+            let agent = scenario.agent_or_default(agent_name.as_deref())?;
             if !req.tools.is_empty() {
                 return Err(ApiError::bad_request(
                     "invalid_body",
@@ -145,7 +145,7 @@ pub async fn create(
         created_at: now.clone(),
         updated_at: now,
     };
-    save_spec(&state, &spec).await?;
+    save_spec(&state.sessions, &spec).await?;
     Ok((StatusCode::CREATED, Json(answer(&state, spec, true))))
 }
 

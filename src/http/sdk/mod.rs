@@ -25,14 +25,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::agent::session::{
-    Handoff, Message, load_spec, run_message, unknown_agent_session, with_turn_lock,
-};
 use crate::auth::{TokenError, is_api_key};
 use crate::config::MAX_ITERATIONS;
 use crate::domain::SessionId;
 use crate::error::{ApiError, Json, Query};
 use crate::http::caller::bearer;
+use crate::sessions::agent::{
+    Handoff, Message, load_spec, run_message, unknown_agent_session, with_turn_lock,
+};
 use crate::state::AppState;
 
 pub mod create;
@@ -274,8 +274,8 @@ pub async fn message(
         client_message_id: cmid.clone(),
     };
     state.upstream()?;
-    if load_spec(&state, &id).await?.is_none() {
-        return Err(unknown_agent_session(&id));
+    if load_spec(&state.sessions, &id).await?.is_none() {
+        return Err(unknown_agent_session(&id).into());
     }
     let key = cmid.map(|c| format!("agent:msg:{c}"));
     if let Some(k) = &key
@@ -286,14 +286,14 @@ pub async fn message(
             ..first
         }));
     }
-    let outcome = match run_message(&state, &id, msg).await {
+    let outcome = match run_message(&state.sessions, &id, msg).await {
         Ok(o) => o,
         Err(e) => {
             if let Some(k) = &key {
                 // Let a retry run the turn: nothing of this one was written.
                 state.store.delete_value(&id, k).await?;
             }
-            return Err(e);
+            return Err(e.into());
         }
     };
     let resp = MessageResponse {
@@ -371,8 +371,8 @@ pub async fn transcript(
     Query(q): Query<SessionQuery>,
 ) -> Result<Json<Transcript>, ApiError> {
     let id = authorize(&state, &headers, &q.session_id)?;
-    if load_spec(&state, &id).await?.is_none() {
-        return Err(unknown_agent_session(&id));
+    if load_spec(&state.sessions, &id).await?.is_none() {
+        return Err(unknown_agent_session(&id).into());
     }
     let items = state.memory.get_items(id.as_str(), q.limit).await?;
     Ok(Json(Transcript {
@@ -393,12 +393,12 @@ pub async fn clear(
     Query(q): Query<SessionQuery>,
 ) -> Result<StatusCode, ApiError> {
     let id = authorize(&state, &headers, &q.session_id)?;
-    if load_spec(&state, &id).await?.is_none() {
-        return Err(unknown_agent_session(&id));
+    if load_spec(&state.sessions, &id).await?.is_none() {
+        return Err(unknown_agent_session(&id).into());
     }
-    with_turn_lock(&state, &id, |_| async {
+    with_turn_lock(&state.sessions, &id, |_| async {
         state.memory.clear_session(id.as_str()).await?;
-        Ok(())
+        Ok::<_, ApiError>(())
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -415,11 +415,11 @@ pub async fn pop(
     Json(req): Json<PopRequest>,
 ) -> Result<Json<Popped>, ApiError> {
     let id = authorize(&state, &headers, &req.session_id)?;
-    if load_spec(&state, &id).await?.is_none() {
-        return Err(unknown_agent_session(&id));
+    if load_spec(&state.sessions, &id).await?.is_none() {
+        return Err(unknown_agent_session(&id).into());
     }
-    let item = with_turn_lock(&state, &id, |_| async {
-        Ok(state.memory.pop_item(id.as_str()).await?)
+    let item = with_turn_lock(&state.sessions, &id, |_| async {
+        Ok::<_, ApiError>(state.memory.pop_item(id.as_str()).await?)
     })
     .await?;
     Ok(Json(Popped {

@@ -20,14 +20,67 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{TurnSpec, run_turn};
+use super::{Sessions, Switch, SwitchSource, Switched};
+use crate::agent::{TurnSpec, run_turn};
+use crate::broker::BrokerError;
 use crate::clock::now_rfc3339;
-use crate::domain::SessionId;
-use crate::error::ApiError;
-use crate::memory::{AgentMemory, LockToken};
+use crate::domain::{InvalidId, SessionId};
+use crate::memory::{AgentMemory, LockToken, MemoryError};
 use crate::scenario::view::agent_view;
-use crate::scenario::{Agent, Scenario};
-use crate::state::AppState;
+use crate::scenario::{Agent, Scenario, UnknownAgent, UnknownScenario};
+use crate::store::StoreError;
+use crate::upstream::UpstreamError;
+
+/// Why an agent-session use-case failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentSessionError {
+    /// No upstream key is configured.
+    #[error("no OPENAI_API_KEY is configured, so model-backed endpoints are offline")]
+    Offline,
+    /// The agent session does not exist or expired.
+    #[error(
+        "agent session {0} does not exist or has expired; create it with POST /api/sdk/session/create"
+    )]
+    Unknown(SessionId),
+    /// The realtime session it is linked to expired.
+    #[error("the linked realtime session {0} has expired")]
+    LinkedGone(SessionId),
+    /// Its scenario is no longer loaded.
+    #[error(transparent)]
+    UnknownScenario(#[from] UnknownScenario),
+    /// The named agent is not in its scenario.
+    #[error(transparent)]
+    UnknownAgent(#[from] UnknownAgent),
+    /// The agent memory failed or is busy.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    /// The session store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The broker failed.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// The model call failed.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// A stored spec is unreadable.
+    #[error("a stored agent session is unreadable")]
+    Corrupt(#[source] serde_json::Error),
+    /// A stored id is not a valid id.
+    #[error("a stored session id is invalid")]
+    BadId(#[source] InvalidId),
+}
+
+impl From<super::SessionError> for AgentSessionError {
+    fn from(e: super::SessionError) -> Self {
+        match e {
+            super::SessionError::Store(e) => e.into(),
+            super::SessionError::Broker(e) => e.into(),
+            super::SessionError::Gone(id) => Self::LinkedGone(id),
+            other => Self::Store(StoreError::Corrupt(other.to_string())),
+        }
+    }
+}
 
 /// Store key (in the agent session's scope) of its spec.
 const SPEC_KEY: &str = "agent:spec";
@@ -60,25 +113,26 @@ pub struct AgentSpec {
 }
 
 /// Reads a spec.
-pub async fn load_spec(state: &AppState, id: &SessionId) -> Result<Option<AgentSpec>, ApiError> {
+pub async fn load_spec(
+    state: &Sessions,
+    id: &SessionId,
+) -> Result<Option<AgentSpec>, AgentSessionError> {
     match state.store.get_value(id, SPEC_KEY).await? {
         None => Ok(None),
         Some(raw) => serde_json::from_str(&raw)
             .map(Some)
-            .map_err(|e| ApiError::internal("a stored agent session is unreadable", &e)),
+            .map_err(AgentSessionError::Corrupt),
     }
 }
 
 /// Writes a spec (its expiry slides with the memory's).
-pub async fn save_spec(state: &AppState, spec: &AgentSpec) -> Result<(), ApiError> {
-    let id: SessionId = spec
-        .session_id
-        .parse()
-        .map_err(|e| ApiError::internal("an agent session id is invalid", &e))?;
+pub async fn save_spec(state: &Sessions, spec: &AgentSpec) -> Result<(), AgentSessionError> {
+    let id: SessionId = spec.session_id.parse().map_err(AgentSessionError::BadId)?;
+    // A spec is strings and lists of strings.
     let raw = serde_json::to_string(spec).expect("specs serialize");
     state
         .store
-        .put_value(&id, SPEC_KEY, &raw, state.config.agents.memory_ttl)
+        .put_value(&id, SPEC_KEY, &raw, state.settings.agents.memory_ttl)
         .await?;
     Ok(())
 }
@@ -116,18 +170,15 @@ pub fn scenario_agent(scenario: &Scenario, agent: &Agent) -> AgentConfig {
 /// The config of agent `name` in a session; `instructions` replaces the instructions for
 /// one turn.
 pub fn config_for(
-    state: &AppState,
+    state: &Sessions,
     spec: &AgentSpec,
     name: &str,
     instructions: Option<&str>,
-) -> Result<AgentConfig, ApiError> {
+) -> Result<AgentConfig, AgentSessionError> {
     let mut cfg = match &spec.scenario_id {
         Some(sid) => {
-            let scenario = state
-                .scenarios
-                .resolve(sid)
-                .ok_or_else(|| crate::http::scenarios::unknown_scenario(state, sid, false))?;
-            let agent = crate::http::session2::pick_root(&scenario, Some(name))?;
+            let scenario = state.scenarios.get(sid)?;
+            let agent = scenario.agent_or_default(Some(name))?;
             let mut cfg = scenario_agent(&scenario, agent);
             if !spec.instructions.trim().is_empty() {
                 cfg.instructions = format!("{}\n\n{}", cfg.instructions, spec.instructions);
@@ -222,16 +273,13 @@ impl Drop for Renewal {
 }
 
 /// Takes the session's turn lock (waiting behind a running turn), runs `f`, releases it.
-pub async fn with_turn_lock<T, F, Fut>(
-    state: &AppState,
-    id: &SessionId,
-    f: F,
-) -> Result<T, ApiError>
+pub async fn with_turn_lock<T, E, F, Fut>(state: &Sessions, id: &SessionId, f: F) -> Result<T, E>
 where
+    E: From<MemoryError>,
     F: FnOnce(LockToken) -> Fut,
-    Fut: std::future::Future<Output = Result<T, ApiError>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
 {
-    let settings = &state.config.agents;
+    let settings = &state.settings.agents;
     let token = state
         .memory
         .lock(id.as_str(), settings.lock_ttl, settings.queue_wait)
@@ -252,11 +300,11 @@ where
 
 /// Runs one message as one turn, under the session's lock.
 pub async fn run_message(
-    state: &AppState,
+    state: &Sessions,
     id: &SessionId,
     msg: Message,
-) -> Result<Outcome, ApiError> {
-    let upstream = state.upstream()?;
+) -> Result<Outcome, AgentSessionError> {
+    let upstream = state.upstream.as_ref().ok_or(AgentSessionError::Offline)?;
     with_turn_lock(state, id, |lock| async move {
         let mut spec = load_spec(state, id).await?.ok_or_else(|| unknown_agent_session(id))?;
         let model = msg.model.clone().unwrap_or_else(|| spec.model.clone());
@@ -321,7 +369,7 @@ pub async fn run_message(
         if let Some(rt) = &spec.realtime_session_id {
             out.published = publish_turn(state, id, rt, &out, &reports, msg.client_message_id.clone())
                 .await
-                .inspect_err(|e| tracing::error!(error = %e.message, agent_session = %id, "publishing a server agent turn failed"))
+                .inspect_err(|e| tracing::error!(error = %e, agent_session = %id, "publishing a server agent turn failed"))
                 .is_ok();
         }
         Ok(out)
@@ -332,27 +380,20 @@ pub async fn run_message(
 /// Publishes a turn on the linked realtime session: each tool result, each handoff (as
 /// `agent.switch`, when the realtime scenario has that agent), then the answer.
 async fn publish_turn(
-    state: &AppState,
+    state: &Sessions,
     id: &SessionId,
     realtime: &str,
     out: &Outcome,
     reports: &[proto_events::events::ToolResult],
     client_message_id: Option<String>,
-) -> Result<(), ApiError> {
-    use crate::broker::publish_event;
-    use proto_events::events::{AgentMessage, AgentSwitch};
-    let rsid: SessionId = realtime
-        .parse()
-        .map_err(|e| ApiError::internal("a linked session id is invalid", &e))?;
+) -> Result<(), AgentSessionError> {
+    use proto_events::events::AgentMessage;
+    let rsid: SessionId = realtime.parse().map_err(AgentSessionError::BadId)?;
     let Some(rt) = state.store.get(&rsid).await? else {
-        return Err(ApiError::not_found(
-            "unknown_session",
-            format!("the linked realtime session {rsid} has expired"),
-        ));
+        return Err(AgentSessionError::LinkedGone(rsid));
     };
-    let broker = state.broker.as_ref();
     for report in reports {
-        publish_event(broker, &rsid, "tool.result", report, None).await?;
+        state.publish(&rsid, report).await?;
     }
     let scenario = state.scenarios.resolve(rt.scenario_id.as_str());
     let mut active = rt.active_agent.to_string();
@@ -361,16 +402,17 @@ async fn publish_turn(
         if !known || active == h.to {
             continue;
         }
-        if state.store.cas_active_agent(&rsid, &active, &h.to).await? {
-            let data = AgentSwitch {
-                from: active.clone(),
-                to: h.to.clone(),
-                reason: format!("handoff by the server agent of agent session {id}"),
-                confidence: 1.0,
-                source: "model".into(),
-            };
-            publish_event(broker, &rsid, "agent.switch", &data, None).await?;
-            active = h.to.clone();
+        let sw = Switch {
+            from: active.clone(),
+            to: h.to.clone(),
+            source: SwitchSource::Model,
+            reason: format!("handoff by the server agent of agent session {id}"),
+            confidence: 1.0,
+        };
+        match state.switch_agent(&rsid, sw).await? {
+            Switched::Changed { .. } => active = h.to.clone(),
+            Switched::Lost { now: Some(now) } => active = now,
+            Switched::Lost { now: None } | Switched::Unchanged => {}
         }
     }
     let data = AgentMessage {
@@ -380,16 +422,11 @@ async fn publish_turn(
         tool_calls: out.tool_calls.clone(),
         client_message_id,
     };
-    publish_event(broker, &rsid, "agent.message", &data, None).await?;
+    state.publish(&rsid, &data).await?;
     Ok(())
 }
 
-/// `404 unknown_agent_session`.
-pub fn unknown_agent_session(id: &SessionId) -> ApiError {
-    ApiError::not_found(
-        "unknown_agent_session",
-        format!(
-            "agent session {id} does not exist or has expired; create it with POST /api/sdk/session/create"
-        ),
-    )
+/// The agent session does not exist (`404 unknown_agent_session` at the edge).
+pub fn unknown_agent_session(id: &SessionId) -> AgentSessionError {
+    AgentSessionError::Unknown(id.clone())
 }
