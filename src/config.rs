@@ -294,6 +294,17 @@ impl Config {
                 return Err(bad(name, "must be at least 1s"));
             }
         }
+        // A connected client keeps its session alive once per heartbeat; a session that can
+        // expire between two heartbeats would close every socket with 4004.
+        if session_ttl < heartbeat * 2 {
+            return Err(bad(
+                "SWITCHBOARD_SESSION_TTL",
+                format!(
+                    "must be at least twice SWITCHBOARD_HEARTBEAT ({}), or connected clients lose their session between heartbeats",
+                    humantime::format_duration(heartbeat)
+                ),
+            ));
+        }
         let max_frame = number::<usize>("SWITCHBOARD_MAX_FRAME", &cli.max_frame)?;
         if max_frame < 256 {
             return Err(bad("SWITCHBOARD_MAX_FRAME", "must be at least 256 bytes"));

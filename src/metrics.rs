@@ -41,6 +41,7 @@ pub fn handle() -> PrometheusHandle {
             // Another recorder may already be installed (a test harness); then this handle
             // renders an empty page rather than failing startup.
             let _ = metrics::set_global_recorder(recorder);
+            export_alerting_counters();
             let upkeep = handle.clone();
             std::thread::Builder::new()
                 .name("metrics-upkeep".into())
@@ -66,6 +67,23 @@ static DELIVERED: std::sync::LazyLock<DashMap<String, metrics::Counter>> =
     std::sync::LazyLock::new(DashMap::new);
 static LAG: std::sync::LazyLock<metrics::Histogram> =
     std::sync::LazyLock::new(|| metrics::histogram!("switchboard_publish_deliver_lag_seconds"));
+
+/// Registers, at 0, the counters operators alert on, so `/metrics` shows them (and a rate
+/// over them is defined) before their first increment. Labelled ones get every label value
+/// the code uses.
+fn export_alerting_counters() {
+    metrics::counter!("switchboard_slow_consumer_closes_total").absolute(0);
+    metrics::counter!("switchboard_redis_reconnects_total").absolute(0);
+    for op in ["broker", "store", "memory", "lease", "replica_wait"] {
+        metrics::counter!("switchboard_redis_errors_total", "op" => op).absolute(0);
+    }
+    for outcome in ["hit", "miss"] {
+        metrics::counter!("switchboard_recoveries_total", "outcome" => outcome).absolute(0);
+    }
+    for scope in ["ip", "user"] {
+        metrics::counter!("switchboard_rate_limited_total", "scope" => scope).absolute(0);
+    }
+}
 
 /// Distinct event-type labels per metric before custom types fold into `x.other`.
 const MAX_TYPE_LABELS: usize = 64;

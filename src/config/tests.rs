@@ -73,6 +73,11 @@ fn bad_values_name_their_setting() {
         (&["--host", "localhost:1"], &[], "SWITCHBOARD_HOST"),
         (&["--history-size", "0"], &[], "SWITCHBOARD_HISTORY_SIZE"),
         (&["--heartbeat", "0s"], &[], "SWITCHBOARD_HEARTBEAT"),
+        (
+            &["--session-ttl", "30s", "--heartbeat", "25s"],
+            &[],
+            "SWITCHBOARD_SESSION_TTL",
+        ),
         (&["--max-frame", "12"], &[], "SWITCHBOARD_MAX_FRAME"),
         (&["--conn-queue", "none"], &[], "SWITCHBOARD_CONN_QUEUE"),
         (
@@ -91,6 +96,10 @@ fn bad_values_name_their_setting() {
         assert_eq!(err.setting, *setting, "{err}");
         assert!(err.to_string().contains(setting));
     }
+    // The session TTL refusal names the heartbeat too, so the fix is obvious.
+    let err = parse(&["--session-ttl", "30s", "--heartbeat", "25s"], &[]).unwrap_err();
+    assert!(err.to_string().contains("SWITCHBOARD_HEARTBEAT"), "{err}");
+    assert!(parse(&["--session-ttl", "50s", "--heartbeat", "25s"], &[]).is_ok());
 }
 
 #[test]

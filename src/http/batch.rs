@@ -160,7 +160,7 @@ pub async fn publish_batch(
                     .collect();
             }
             Err(e) => {
-                let r = || item_error("store_unavailable", e.to_string());
+                let r = || item_error("broker_unavailable", e.to_string());
                 return idx.into_iter().map(|i| (i, r())).collect();
             }
         }

@@ -12,10 +12,12 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::sessions::authorize;
+use crate::broker::BrokerError;
 use crate::broker::Publish;
 use crate::domain::SessionId;
 use crate::error::{ApiError, Json, Path, Query};
 use crate::http::caller::require_api_key;
+use crate::sessions::lifecycle::Missing;
 use crate::state::AppState;
 
 /// Longest idempotency key.
@@ -150,7 +152,13 @@ pub async fn publish(
             format!("`idempotency_key` must be 1 to {MAX_IDEMPOTENCY_KEY} bytes"),
         ));
     }
-    require_session(&state, &sid).await?;
+    // A publish that cannot reach the backend is `broker_unavailable` (DESIGN.md §4), even
+    // when the session read is what failed.
+    match crate::sessions::lifecycle::live_state(&state.sessions, &sid).await {
+        Ok(_) => {}
+        Err(Missing::Store(e)) => return Err(BrokerError(e.to_string()).into()),
+        Err(e) => return Err(e.into()),
+    }
     let published = state
         .broker
         .publish(

@@ -262,19 +262,10 @@ fn upstream_message(body: &str) -> String {
 /// Masks tokens that look like OpenAI keys (`sk-...`, `ek_...`), which upstream error
 /// messages sometimes quote in part.
 fn scrub_key_like(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(pos) = rest.find("sk-").or_else(|| rest.find("ek_")) {
-        out.push_str(&rest[..pos]);
-        let tail = &rest[pos..];
-        let end = tail
-            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '*')))
-            .unwrap_or(tail.len());
-        out.push_str("[redacted]");
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    out
+    static KEY_LIKE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?:sk-|ek_)[A-Za-z0-9_*-]*").expect("a valid pattern")
+    });
+    KEY_LIKE.replace_all(text, "[redacted]").into_owned()
 }
 
 /// A bounded label for an upstream path (call ids folded into `{id}`).
@@ -308,6 +299,11 @@ mod tests {
             "Incorrect API key provided: [redacted]. Check it."
         );
         assert_eq!(scrub_key_like("no keys here"), "no keys here");
+        // Every key is masked, whichever kind comes first.
+        assert_eq!(
+            scrub_key_like("minted ek_live_123 for sk-proj-456 and ek_2"),
+            "minted [redacted] for [redacted] and [redacted]"
+        );
     }
 
     #[test]

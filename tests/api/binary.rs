@@ -32,6 +32,8 @@ async fn invalid_settings_fail_before_the_port_is_bound() {
         ("SWITCHBOARD_KEY_TTL", "1s"),
         ("PORT", "http"),
         ("SWITCHBOARD_SESSION_SECRET", "short"),
+        // Below twice the heartbeat (25 s): every socket would lose its session.
+        ("SWITCHBOARD_SESSION_TTL", "30s"),
     ] {
         let out = bare_command()
             .env("SWITCHBOARD_PORT", if var == "PORT" { "" } else { "0" })
@@ -90,6 +92,26 @@ async fn with_no_environment_it_serves_every_scenario_offline_and_stops_on_sigte
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(up, "the binary did not start listening");
+    // The counters operators alert on exist, at 0, before anything happened.
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "switchboard_slow_consumer_closes_total",
+        "switchboard_redis_reconnects_total",
+        r#"switchboard_redis_errors_total{op="broker"}"#,
+        r#"switchboard_recoveries_total{outcome="miss"}"#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == format!("{series} 0")),
+            "{series} is not exported at 0:\n{metrics}"
+        );
+    }
     for scenario in ["simpleHandoff", "customerServiceRetail", "chatSupervisor"] {
         let b: serde_json::Value = client
             .get(format!("{base}/api/session2?scenario_id={scenario}"))
