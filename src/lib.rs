@@ -5,28 +5,26 @@
 //! orchestration, server-side agents, and a per-session event channel.
 //!
 //! # Layout
-//! - [`config`]: typed settings (clap + env), validated before the port is bound.
-//! - [`startup`]: `Application::build` / `run_until_stopped`, the shared `router(state)`.
-//! - [`error`]: `ApiError`, the one JSON error shape, and the JSON-rejection extractors.
-//! - [`telemetry`]: logging and request spans.
-//! - [`state`]: `AppState`, what handlers reach.
-//! - [`http`]: REST handlers, one file per resource, and the demo page at `/` (`http::demo`).
-//! - [`agent`]: server-side agent turns (the tool loop over the Responses API) and
-//!   multi-turn agent sessions (`/api/sdk/session/*`: turn lock, handoffs, linked events).
-//! - [`auth`]: session tokens (HS256 JWT).
-//! - [`domain`]: validated identifier newtypes.
-//! - [`sessions`]: the application layer: publish a typed event, switch the agent, run a
-//!   tool for a session, idempotency claims, re-creating a lost session from its token.
-//! - [`scenario`]: scenario files, validation, registry and JSON views.
-//! - [`store`]: `SessionStore` trait and the in-memory store.
-//! - [`broker`]: `Broker` trait (per-session histories) and the in-memory broker.
-//! - [`realtime`]: server-side realtime control: call setup, the sideband, leases, control.
-//! - [`memory`]: server-side agent memory (Agents SDK `Session` semantics and Redis layout).
-//! - [`moderation`]: local rules, PII redaction, upstream and brand checks.
-//! - [`orchestrator`]: which agent should be in charge (local scorer, LLM classifier).
-//! - [`tools`]: the `Tool` trait, registry, built-in and webhook tools.
-//! - [`upstream`]: the OpenAI-compatible HTTP client.
-//! - [`ws`]: the event channel (WebSocket, SSE), the local hub, recovery.
+//!
+//! Five tiers; a file imports its own tier and the ones below, never above, and no files
+//! import each other in a circle (`tests/architecture.rs` checks it; ARCHITECTURE.md says
+//! where new things go).
+//!
+//! - Edge: [`http`] (one file per resource; `http::caller` and `http::limits` for access and
+//!   rate limits; `http::metrics` serves `/metrics`), [`ws`] (WebSocket, SSE, the local hub,
+//!   recovery), [`error`] (`ApiError` and, in `error/map.rs`, every domain error's status),
+//!   [`state`] (`AppState`), [`startup`] (wiring, `router(state)`, shutdown).
+//! - Application: [`sessions`] (publish a typed event, switch the active agent, run a tool for
+//!   a session, idempotency claims, re-creating a lost session, multi-turn agent sessions) and
+//!   [`realtime`] (call leases, the sideband, the control bus, ending a call).
+//! - Domain: [`scenario`] (file types, checks, validated model, registry, views), [`tools`]
+//!   (registry, `tools::run`: the one tool execution), [`moderation`], [`orchestrator`],
+//!   [`agent`] (the Responses tool loop).
+//! - Backends: [`store`] (`SessionStore`: memory and Redis), [`memory`] (agent memory, Agents
+//!   SDK layout), [`broker`] (`Broker`: memory and Redis, `Frame`), [`upstream`] (the
+//!   OpenAI-compatible client), [`auth`] (session and user tokens).
+//! - Leaves: [`config`] (typed settings), [`clock`], [`domain`] (id newtypes),
+//!   [`telemetry`] (logs and traces), [`metrics`] (the Prometheus recorder).
 
 pub mod agent;
 pub mod auth;

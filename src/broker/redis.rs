@@ -85,6 +85,21 @@ fn unavailable(e: Error) -> BrokerError {
 }
 
 impl RedisBroker {
+    /// Sessions with a subscription entry on this instance (0 once every socket left).
+    pub fn subscription_entries(&self) -> usize {
+        self.subs.len()
+    }
+
+    /// Drops `session`'s count entry if it is at 0 and nobody else holds it. Called with
+    /// `lock` held; a caller that cloned the entry to subscribe keeps it alive.
+    fn forget_if_unused(&self, session: &SessionId, lock: &Arc<tokio::sync::Mutex<usize>>) {
+        // Two references: the map's and the caller's. The map's shard lock is held during the
+        // check, so no new clone can appear meanwhile.
+        self.subs.remove_if(session, |_, l| {
+            Arc::ptr_eq(l, lock) && Arc::strong_count(l) == 2
+        });
+    }
+
     /// A broker on connected clients, delivering to `sink`; starts its message and
     /// reconnect tasks.
     pub fn new(
@@ -321,6 +336,8 @@ impl Broker for RedisBroker {
     }
 
     async fn subscribe(&self, session: &SessionId) -> Result<(), BrokerError> {
+        // (The count's entry is removed again when it drops back to 0: the map holds the
+        // sessions held now, not every session ever served.)
         let lock = self.subs.entry(session.clone()).or_default().clone();
         let mut count = lock.lock().await;
         if *count == 0 {
@@ -334,6 +351,7 @@ impl Broker for RedisBroker {
             };
             if let Err(e) = subscribed {
                 self.seqs.remove(session);
+                self.forget_if_unused(session, &lock);
                 return Err(unavailable(e));
             }
             // Live frames that arrive now are buffered until the position is known.
@@ -341,6 +359,7 @@ impl Broker for RedisBroker {
                 Ok(t) => t,
                 Err(e) => {
                     self.seqs.remove(session);
+                    self.forget_if_unused(session, &lock);
                     return Err(e);
                 }
             };
@@ -362,12 +381,13 @@ impl Broker for RedisBroker {
         if *count == 0 {
             self.seqs.remove(session);
             let (_, _, channel) = self.keys(session);
-            if self.sharded {
+            let unsubscribed = if self.sharded {
                 self.subscriber.sunsubscribe(channel).await
             } else {
                 self.subscriber.unsubscribe(channel).await
-            }
-            .map_err(unavailable)?;
+            };
+            self.forget_if_unused(session, &lock);
+            unsubscribed.map_err(unavailable)?;
         }
         Ok(())
     }

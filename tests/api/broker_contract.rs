@@ -327,4 +327,32 @@ pub mod redis {
     }
 
     crate::broker_contract_tests!(RedisFactory);
+
+    /// Memory follows the sessions held, not the sessions ever served.
+    #[tokio::test]
+    async fn subscription_entries_go_back_to_zero_when_sessions_leave() {
+        let server = RedisServer::start(false).await;
+        let clients = RedisClients::connect(&server.url()).await.unwrap();
+        let rec = Arc::new(Recorder::default());
+        let broker = RedisBroker::new(
+            &clients,
+            &unique_prefix(),
+            rec,
+            100,
+            Duration::from_secs(60),
+        );
+        for i in 0..40 {
+            let sid: SessionId = format!("leaving{i}").parse().unwrap();
+            broker.subscribe(&sid).await.unwrap();
+            broker.subscribe(&sid).await.unwrap();
+            broker.unsubscribe(&sid).await.unwrap();
+            assert_eq!(broker.subscription_entries(), 1, "still held once");
+            broker.unsubscribe(&sid).await.unwrap();
+        }
+        assert_eq!(broker.subscription_entries(), 0);
+        // A session that comes back is delivered to again.
+        let sid: SessionId = "leaving0".parse().unwrap();
+        broker.subscribe(&sid).await.unwrap();
+        assert_eq!(broker.subscription_entries(), 1);
+    }
 }
