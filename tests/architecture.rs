@@ -337,7 +337,7 @@ fn resolve(path: &[String], root_reexports: &HashMap<String, String>) -> Option<
         }
     }
     let via = root_reexports.get(path.first()?)?;
-    file_of(&[via.clone()])
+    file_of(std::slice::from_ref(via))
 }
 
 /// `pub use config::Config;` in lib.rs: `Config` -> `config`.

@@ -159,18 +159,18 @@ impl Sessions {
                 _ => self.settings.history_ttl,
             },
         });
-        match (run.idempotency, &claim) {
-            (Idempotency::FirstResult, Some(c)) => {
-                if let Some(first) = c.claim_or_wait(self.settings.tool_claim_wait).await? {
-                    return Ok(ToolRan::Repeat(first));
-                }
-            }
+        let earlier = match (run.idempotency, &claim) {
+            (Idempotency::FirstResult, Some(c)) => c
+                .claim_or_wait(self.settings.tool_claim_wait)
+                .await?
+                .map(ToolRan::Repeat),
             (Idempotency::AnswerOnce, Some(c)) => {
-                if !c.first().await? {
-                    return Ok(ToolRan::AlreadyAnswered);
-                }
+                (!c.first().await?).then_some(ToolRan::AlreadyAnswered)
             }
-            _ => {}
+            _ => None,
+        };
+        if let Some(earlier) = earlier {
+            return Ok(earlier);
         }
         let result = self.runner().run_reported(call).await;
         if let (Idempotency::FirstResult, Some(c)) = (run.idempotency, &claim) {
