@@ -150,3 +150,22 @@ pub async fn detach(state: &AppState, session: &SessionId, member_id: u64) {
         tracing::warn!(error = %e, session_id = %session, "unsubscribe failed");
     }
 }
+
+/// The per-heartbeat check both transports run while a connection is open: an open
+/// connection is activity, so it keeps the session from idling out; and a session that
+/// expired, was revoked or was lost and re-created ends the connection with the code the
+/// client acts on (4004, 4009, 4013). `None` keeps it open (a store blip is not a reason to
+/// drop anyone).
+pub async fn still_attached(
+    state: &AppState,
+    session: &SessionId,
+    claims: &SessionClaims,
+) -> Option<CloseCode> {
+    use crate::sessions::lifecycle::Found;
+    match ensure_session(&state.sessions, session, claims).await {
+        Ok((_, Found::Existing)) | Err(Missing::Store(_) | Missing::Broker(_)) => None,
+        Ok((_, Found::Recreated)) => Some(CloseCode::HistoryLost),
+        Err(Missing::Gone) => Some(CloseCode::UnknownSession),
+        Err(Missing::Revoked) => Some(CloseCode::SessionExpired),
+    }
+}

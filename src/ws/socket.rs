@@ -15,9 +15,8 @@ use proto_events::{ClientCommand, CloseCode, ErrorFrame, Pong};
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::attach::{AttachRequest, Attached, attach, detach};
+use super::attach::{AttachRequest, Attached, attach, detach, still_attached};
 use super::recovery::Admit;
-use crate::sessions::lifecycle::{Found, Missing, ensure_session};
 use crate::state::AppState;
 
 /// Query of `/api/ws`. Numbers are taken as text so a bad value degrades to "absent"
@@ -161,12 +160,8 @@ async fn run(socket: WebSocket, state: &AppState, attached: Attached) {
                 }
             }
             _ = ticker.tick() => {
-                // An open socket is activity: it keeps the session from idling out.
-                match ensure_session(&state.sessions, &session, &claims).await {
-                    Ok((_, Found::Existing)) | Err(Missing::Store(_) | Missing::Broker(_)) => {}
-                    Ok((_, Found::Recreated)) => break Some(CloseCode::HistoryLost),
-                    Err(Missing::Gone) => break Some(CloseCode::UnknownSession),
-                    Err(Missing::Revoked) => break Some(CloseCode::SessionExpired),
+                if let Some(code) = still_attached(state, &session, &claims).await {
+                    break Some(code);
                 }
                 if last_seen.elapsed() > heartbeat * 2 {
                     tracing::info!(session_id = %session, "dropping a silent client");

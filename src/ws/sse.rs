@@ -18,7 +18,7 @@ use proto_events::{CloseCode, CloseNotice};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::attach::{AttachRequest, Attached, attach, detach};
+use super::attach::{AttachRequest, Attached, attach, detach, still_attached};
 use super::recovery::Admit;
 use crate::error::{ApiError, Path, Query};
 use crate::http::caller::bearer;
@@ -98,7 +98,7 @@ async fn pump(state: AppState, attached: Attached, tx: mpsc::Sender<Event>) {
         welcome,
         replay,
         mut seam,
-        ..
+        claims,
     } = attached;
     let welcome = Event::default()
         .event("welcome")
@@ -113,11 +113,21 @@ async fn pump(state: AppState, attached: Attached, tx: mpsc::Sender<Event>) {
     let close = if !ok {
         None
     } else {
+        let heartbeat = state.config.heartbeat;
+        let mut ticker =
+            tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
         loop {
             tokio::select! {
                 biased;
                 code = &mut member.close => break code.ok(),
                 () = tx.closed() => break None,
+                _ = ticker.tick() => {
+                    // The same check as the WebSocket loop: keeps the session alive, and
+                    // ends the stream with the close notice when it is gone.
+                    if let Some(code) = still_attached(&state, &session, &claims).await {
+                        break Some(code);
+                    }
+                }
                 frame = member.rx.recv() => {
                     let Some(frame) = frame else { break Some(CloseCode::SlowConsumer) };
                     match seam.admit(frame.seq) {

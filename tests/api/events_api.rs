@@ -351,3 +351,62 @@ async fn a_batch_with_a_bad_item_publishes_nothing() {
     let (_, events) = split(resp).await;
     assert_eq!(events, json!([]), "nothing was published");
 }
+
+#[tokio::test]
+async fn an_sse_only_client_keeps_its_session_alive() {
+    let app = crate::support::spawn_app_with(|c| {
+        c.heartbeat = Duration::from_secs(1);
+        c.session_ttl = Duration::from_millis(3000);
+    })
+    .await;
+    let s = app.new_session().await;
+    let url = app.url(&format!(
+        "/api/sessions/{}/stream?token={}&epoch={}",
+        s.id, s.token, s.epoch
+    ));
+    let resp = app.client.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    // Read (keep-alives included) for longer than the idle TTL, on SSE only.
+    let reader = tokio::spawn(async move {
+        let mut body = resp.bytes_stream();
+        let _ = tokio::time::timeout(Duration::from_secs(7), async {
+            while body.next().await.is_some() {}
+        })
+        .await;
+    });
+    tokio::time::sleep(Duration::from_millis(6000)).await;
+    assert_eq!(
+        app.session_state(&s).await.0,
+        200,
+        "the session idled out despite its open SSE stream"
+    );
+    reader.abort();
+}
+
+#[tokio::test]
+async fn the_sse_stream_of_an_expired_session_ends_with_the_close_notice() {
+    // The session's idle TTL is shorter than one heartbeat here, so it expires while the
+    // stream is open (a configuration the binary refuses; tests build it directly).
+    let app = crate::support::spawn_app_with(|c| {
+        c.heartbeat = Duration::from_secs(1);
+        c.session_ttl = Duration::from_millis(300);
+    })
+    .await;
+    let s = app.new_session().await;
+    let url = app.url(&format!(
+        "/api/sessions/{}/stream?token={}&epoch={}",
+        s.id, s.token, s.epoch
+    ));
+    let resp = app.client.get(&url).send().await.unwrap();
+    let mut sse = SseReader::new(resp);
+    assert_eq!(sse.next().await.0, "welcome");
+    let (event, _, data) = sse.next().await;
+    assert_eq!(event, "close", "{data}");
+    let notice: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(notice["code"], 4004, "{notice}");
+    // And the stream ends instead of sending keep-alives forever.
+    let rest = tokio::time::timeout(Duration::from_secs(5), sse.stream.next())
+        .await
+        .expect("the stream ends");
+    assert!(rest.is_none(), "the stream is still open");
+}

@@ -15,8 +15,6 @@
 //!
 //! Everything but `create` takes the token `create` returned (or the server API key).
 
-use std::time::{Duration, Instant};
-
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -33,6 +31,7 @@ use crate::http::caller::bearer;
 use crate::sessions::agent::{
     Handoff, Message, load_spec, run_message, unknown_agent_session, with_turn_lock,
 };
+use crate::sessions::claim::{Claim, ClaimError};
 use crate::state::AppState;
 
 pub mod create;
@@ -278,20 +277,45 @@ pub async fn message(
         return Err(unknown_agent_session(&id).into());
     }
     let key = cmid.map(|c| format!("agent:msg:{c}"));
-    if let Some(k) = &key
-        && let Some(first) = claim_or_wait(&state, &id, k).await?
-    {
-        return Ok(Json(MessageResponse {
-            duplicate: true,
-            ..first
-        }));
+    let claim = key.as_deref().map(|key| Claim {
+        store: state.store.as_ref(),
+        session: &id,
+        key,
+        ttl: state.config.history_ttl,
+    });
+    if let Some(c) = &claim {
+        let wait = state.config.agents.queue_wait + state.config.upstream_timeout * 2;
+        match c.claim_or_wait::<MessageResponse>(wait).await {
+            Ok(None) => {}
+            Ok(Some(first)) => {
+                return Ok(Json(MessageResponse {
+                    duplicate: true,
+                    ..first
+                }));
+            }
+            Err(ClaimError::InProgress) => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "message_in_progress",
+                    "a message with this client_message_id is still running; retry later",
+                )
+                .with_retry_after(1));
+            }
+            Err(ClaimError::Unreadable(e)) => {
+                return Err(ApiError::internal(
+                    "a stored agent answer is unreadable",
+                    &e,
+                ));
+            }
+            Err(ClaimError::Store(e)) => return Err(e.into()),
+        }
     }
     let outcome = match run_message(&state.sessions, &id, msg).await {
         Ok(o) => o,
         Err(e) => {
-            if let Some(k) = &key {
+            if let Some(c) = &claim {
                 // Let a retry run the turn: nothing of this one was written.
-                state.store.delete_value(&id, k).await?;
+                c.release().await?;
             }
             return Err(e.into());
         }
@@ -309,55 +333,10 @@ pub async fn message(
         published: outcome.published,
         duplicate: false,
     };
-    if let Some(k) = &key {
-        let raw = serde_json::to_string(&resp).expect("answers serialize");
-        state
-            .store
-            .put_value(&id, k, &raw, state.config.history_ttl)
-            .await?;
+    if let Some(c) = &claim {
+        c.answer(&resp).await?;
     }
     Ok(Json(resp))
-}
-
-/// Claims a message id; when it was seen before, waits for and returns the first answer.
-async fn claim_or_wait(
-    state: &AppState,
-    id: &SessionId,
-    key: &str,
-) -> Result<Option<MessageResponse>, ApiError> {
-    let ttl = state.config.history_ttl;
-    let Some(mut existing) = state.store.put_once(id, key, "pending", ttl).await? else {
-        return Ok(None);
-    };
-    let deadline =
-        Instant::now() + state.config.agents.queue_wait + state.config.upstream_timeout * 2;
-    loop {
-        if existing.is_empty() {
-            // The first attempt failed and released the id: this one runs the turn.
-            if state
-                .store
-                .put_once(id, key, "pending", ttl)
-                .await?
-                .is_none()
-            {
-                return Ok(None);
-            }
-        } else if existing != "pending" {
-            return serde_json::from_str(&existing)
-                .map(Some)
-                .map_err(|e| ApiError::internal("a stored agent answer is unreadable", &e));
-        }
-        if Instant::now() > deadline {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "message_in_progress",
-                "a message with this client_message_id is still running; retry later",
-            )
-            .with_retry_after(1));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        existing = state.store.get_value(id, key).await?.unwrap_or_default();
-    }
 }
 
 /// The conversation so far (latest `limit` items, oldest first).
