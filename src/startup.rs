@@ -76,7 +76,8 @@ impl Application {
                 MemoryBroker::new(hub.clone(), config.history_size, config.history_ttl)
                     as Arc<dyn Broker>,
                 MemoryStore::new(config.session_ttl) as Arc<dyn SessionStore>,
-                Arc::new(InMemory::new(agents.memory_max_items)) as Arc<dyn AgentMemory>,
+                Arc::new(InMemory::new(agents.memory_max_items).with_ttl(agents.memory_ttl))
+                    as Arc<dyn AgentMemory>,
                 Calls::new(Arc::new(MemoryLeases::default()), local_calls, None),
             ),
             Some(url) => {
