@@ -158,7 +158,11 @@ impl Application {
             api_key: config.openai_api_key.clone(),
             instance_id: instance_id.clone(),
         });
+        let health = Arc::new(crate::sessions::health::Health::default());
+        health.check(&sessions).await;
+        tokio::spawn(health.clone().watch(Arc::downgrade(&sessions)));
         let state = AppState::new(Inner {
+            health,
             call_deps,
             sessions,
             store,

@@ -59,28 +59,18 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
     })
 }
 
-/// Readiness: 200 when the session store and the broker answer, else 503.
+/// Readiness: 200 when the last background check reached the session store and the
+/// broker, else 503. Answered from memory, at once, even while a backend hangs.
 #[utoipa::path(get, path = "/api/ready", tag = "ops",
     responses((status = 200, body = Ready), (status = 503, body = crate::error::ErrorBody)))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
-    let not_ready = |what: &str, e: &dyn std::fmt::Display| {
-        tracing::warn!(error = %e, "{what} is not ready");
+    state.health.ready().map_err(|what| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
             format!("the {what} is not reachable"),
         )
         .with_retry_after(1)
-    };
-    state
-        .store
-        .ping()
-        .await
-        .map_err(|e| not_ready("session store", &e))?;
-    state
-        .broker
-        .ping()
-        .await
-        .map_err(|e| not_ready("broker", &e))?;
+    })?;
     Ok(Json(Ready { ready: true }))
 }

@@ -16,6 +16,7 @@
 
 pub mod agent;
 pub mod claim;
+pub mod health;
 pub mod lifecycle;
 pub mod switch;
 pub mod tool_call;
