@@ -42,8 +42,12 @@ pub async fn upgrade(
         since: q.since.and_then(|s| s.trim().parse().ok()),
         epoch: q.epoch.filter(|e| !e.is_empty()),
     };
-    ws.max_message_size(max)
-        .max_frame_size(max)
+    // The socket reads messages up to `READ_CAP` so that an oversize one (over `max`) is
+    // consumed and answered with 1009 while the connection stays orderly; past the cap the
+    // frame is refused unread (still 1009, best effort).
+    let cap = max.max(READ_CAP);
+    ws.max_message_size(cap)
+        .max_frame_size(cap)
         .read_buffer_size(1024)
         .write_buffer_size(0)
         .on_upgrade(move |socket| serve(socket, state, req))
@@ -92,6 +96,7 @@ async fn run(socket: WebSocket, state: &AppState, attached: Attached) {
         mut seam,
         claims,
     } = attached;
+    let max_frame = state.config.max_frame;
     let (mut tx, mut rx) = socket.split();
     if tx.feed(json_message(&welcome)).await.is_err() {
         return;
@@ -138,6 +143,12 @@ async fn run(socket: WebSocket, state: &AppState, attached: Attached) {
                 last_seen = Instant::now();
                 match msg {
                     None | Some(Ok(Message::Close(_))) => break None,
+                    Some(Ok(Message::Text(t))) if t.len() > max_frame => {
+                        break Some(CloseCode::MessageTooBig);
+                    }
+                    Some(Ok(Message::Binary(b))) if b.len() > max_frame => {
+                        break Some(CloseCode::MessageTooBig);
+                    }
                     Some(Err(e)) => {
                         let too_big = e.to_string().contains("too long") || e.to_string().contains("too big");
                         break too_big.then_some(CloseCode::MessageTooBig);
@@ -178,5 +189,34 @@ async fn run(socket: WebSocket, state: &AppState, attached: Attached) {
     if let Some(code) = close {
         // A slow consumer may not read this promptly; do not wait long for it.
         let _ = tokio::time::timeout(Duration::from_secs(2), tx.send(close_message(code))).await;
+        if code == CloseCode::MessageTooBig {
+            linger(&mut rx).await;
+        }
     }
 }
+
+/// Keeps a connection open briefly after the 1009 close frame was sent for an oversize
+/// frame. The client is usually still sending that frame; dropping the socket now, with its
+/// bytes unread, makes the kernel answer with a reset, and a client that had not yet read
+/// the close frame loses it (it sees 1006 instead of 1009). Waiting until the client closes
+/// its side, or [`LINGER`] at most, lets it read the frame first.
+async fn linger(rx: &mut futures_util::stream::SplitStream<WebSocket>) {
+    let _ = tokio::time::timeout(LINGER, async {
+        loop {
+            match rx.next().await {
+                None | Some(Ok(Message::Close(_))) => return,
+                // The oversize frame is still in the read buffer: tungstenite reports it
+                // again; wait a little instead of spinning on it.
+                Some(Err(_)) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+}
+
+/// Largest client message read (and discarded) to answer an oversize one cleanly.
+const READ_CAP: usize = 4 * 1024 * 1024;
+
+/// Longest wait for the client after an oversize frame's close.
+const LINGER: Duration = Duration::from_secs(1);
