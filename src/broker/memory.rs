@@ -7,7 +7,9 @@
 //! dropped after `history_ttl` without activity (a later open starts a new epoch).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -88,7 +90,7 @@ impl MemoryBroker {
                 let Some(b) = weak.upgrade() else { break };
                 let now = Instant::now();
                 b.logs.retain(|_, log| {
-                    let log = log.lock().expect("log lock");
+                    let log = log.lock();
                     now.duration_since(log.touched) < b.history_ttl
                 });
             }
@@ -99,7 +101,7 @@ impl MemoryBroker {
     fn log(&self, session: &SessionId) -> Option<Arc<Mutex<Log>>> {
         let log = self.logs.get(session)?.clone();
         let now = Instant::now();
-        let stale = now.duration_since(log.lock().expect("log lock").touched) >= self.history_ttl;
+        let stale = now.duration_since(log.lock().touched) >= self.history_ttl;
         if stale {
             self.logs.remove(session);
             return None;
@@ -133,14 +135,14 @@ impl MemoryBroker {
 impl Broker for MemoryBroker {
     async fn open(&self, session: &SessionId) -> Result<Top, BrokerError> {
         let log = self.log_or_create(session);
-        let mut log = log.lock().expect("log lock");
+        let mut log = log.lock();
         log.touched = Instant::now();
         Ok(log.top())
     }
 
     async fn append(&self, session: &SessionId, event: Publish) -> Result<Published, BrokerError> {
         let log = self.log_or_create(session);
-        let mut log = log.lock().expect("log lock");
+        let mut log = log.lock();
         let now = Instant::now();
         log.expire(now, self.history_ttl);
         log.touched = now;
@@ -182,7 +184,7 @@ impl Broker for MemoryBroker {
         let Some(log) = self.log(session) else {
             return Ok(None);
         };
-        let mut log = log.lock().expect("log lock");
+        let mut log = log.lock();
         let now = Instant::now();
         log.expire(now, self.history_ttl);
         log.touched = now;
@@ -201,7 +203,7 @@ impl Broker for MemoryBroker {
     }
 
     async fn top(&self, session: &SessionId) -> Result<Option<Top>, BrokerError> {
-        Ok(self.log(session).map(|l| l.lock().expect("log lock").top()))
+        Ok(self.log(session).map(|l| l.lock().top()))
     }
 
     async fn subscribe(&self, _session: &SessionId) -> Result<(), BrokerError> {

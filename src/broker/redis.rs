@@ -69,7 +69,7 @@ pub struct RedisBroker {
     /// one session are serialized.
     subs: DashMap<SessionId, Arc<tokio::sync::Mutex<usize>>>,
     /// Live-delivery state of every subscribed session.
-    seqs: DashMap<SessionId, Arc<std::sync::Mutex<Sequencer>>>,
+    seqs: DashMap<SessionId, Arc<parking_lot::Mutex<Sequencer>>>,
     /// Redis Cluster: sharded pub/sub.
     sharded: bool,
     /// Replicas that must acknowledge a publish before it is answered (0: none).
@@ -342,7 +342,7 @@ impl Broker for RedisBroker {
         let mut count = lock.lock().await;
         if *count == 0 {
             let (_, _, channel) = self.keys(session);
-            let seq = Arc::new(std::sync::Mutex::new(Sequencer::new()));
+            let seq = Arc::new(parking_lot::Mutex::new(Sequencer::new()));
             self.seqs.insert(session.clone(), seq.clone());
             let subscribed = if self.sharded {
                 self.subscriber.ssubscribe(channel).await
@@ -363,7 +363,7 @@ impl Broker for RedisBroker {
                     return Err(e);
                 }
             };
-            let step = seq.lock().expect("sequencer lock").start(top);
+            let step = seq.lock().start(top);
             for f in step.deliver {
                 self.sink.deliver(session, f);
             }

@@ -5,8 +5,8 @@
 //! TTL, `sb:{S}:call:fence` (the token counter, so every grant is larger than the last) and
 //! the hash `sb:calls` (session id → call id). Embedded mode keeps the same in memory.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -73,25 +73,19 @@ struct MemState {
 #[async_trait]
 impl CallLeases for MemoryLeases {
     async fn register(&self, sid: &SessionId, call_id: &str) -> Result<(), StoreError> {
-        let mut g = self.inner.lock().expect("lease lock");
+        let mut g = self.inner.lock();
         g.calls.insert(sid.clone(), call_id.to_owned());
         Ok(())
     }
     async fn unregister(&self, sid: &SessionId) -> Result<(), StoreError> {
-        self.inner.lock().expect("lease lock").calls.remove(sid);
+        self.inner.lock().calls.remove(sid);
         Ok(())
     }
     async fn call_of(&self, sid: &SessionId) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .inner
-            .lock()
-            .expect("lease lock")
-            .calls
-            .get(sid)
-            .cloned())
+        Ok(self.inner.lock().calls.get(sid).cloned())
     }
     async fn calls(&self) -> Result<Vec<(SessionId, String)>, StoreError> {
-        let g = self.inner.lock().expect("lease lock");
+        let g = self.inner.lock();
         Ok(g.calls
             .iter()
             .map(|(s, c)| (s.clone(), c.clone()))
@@ -103,7 +97,7 @@ impl CallLeases for MemoryLeases {
         owner: &str,
         ttl: Duration,
     ) -> Result<Option<Lease>, StoreError> {
-        let mut g = self.inner.lock().expect("lease lock");
+        let mut g = self.inner.lock();
         let now = Instant::now();
         if g.leases.get(sid).is_some_and(|(_, until)| *until > now) {
             return Ok(None);
@@ -126,7 +120,7 @@ impl CallLeases for MemoryLeases {
         lease: &Lease,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let mut g = self.inner.lock().expect("lease lock");
+        let mut g = self.inner.lock();
         let now = Instant::now();
         match g.leases.get_mut(sid) {
             Some((l, until)) if l == lease && *until > now => {
@@ -137,14 +131,14 @@ impl CallLeases for MemoryLeases {
         }
     }
     async fn release(&self, sid: &SessionId, lease: &Lease) -> Result<(), StoreError> {
-        let mut g = self.inner.lock().expect("lease lock");
+        let mut g = self.inner.lock();
         if g.leases.get(sid).is_some_and(|(l, _)| l == lease) {
             g.leases.remove(sid);
         }
         Ok(())
     }
     async fn holder(&self, sid: &SessionId) -> Result<Option<Lease>, StoreError> {
-        let g = self.inner.lock().expect("lease lock");
+        let g = self.inner.lock();
         let now = Instant::now();
         Ok(g.leases
             .get(sid)

@@ -40,23 +40,20 @@ pub struct ToolContext<'a> {
 
 /// Breadcrumbs a tool leaves while it runs (e.g. the supervisor's own tool calls).
 #[derive(Debug, Default)]
-pub struct Trail(std::sync::Mutex<Vec<proto_events::events::Breadcrumb>>);
+pub struct Trail(parking_lot::Mutex<Vec<proto_events::events::Breadcrumb>>);
 
 impl Trail {
     /// Records one step.
     pub fn push(&self, title: impl Into<String>, data: Value) {
-        self.0
-            .lock()
-            .expect("trail lock")
-            .push(proto_events::events::Breadcrumb {
-                title: title.into(),
-                data,
-            });
+        self.0.lock().push(proto_events::events::Breadcrumb {
+            title: title.into(),
+            data,
+        });
     }
 
     /// The steps so far, oldest first; leaves the trail empty.
     pub fn take(&self) -> Vec<proto_events::events::Breadcrumb> {
-        std::mem::take(&mut *self.0.lock().expect("trail lock"))
+        std::mem::take(&mut *self.0.lock())
     }
 }
 

@@ -74,7 +74,7 @@ impl RedisBroker {
             return;
         };
         if let Some(epoch) = text.strip_prefix("reset ") {
-            let step = seq_state.lock().expect("sequencer lock").reset(epoch);
+            let step = seq_state.lock().reset(epoch);
             self.apply(&session, step);
             return;
         }
@@ -83,7 +83,7 @@ impl RedisBroker {
         };
         let Ok(seq) = seq.parse::<u64>() else { return };
         let frame = Frame::from_json(seq, json.to_owned());
-        let step = seq_state.lock().expect("sequencer lock").offer(frame);
+        let step = seq_state.lock().offer(frame);
         self.apply(&session, step);
     }
 
@@ -109,10 +109,10 @@ impl RedisBroker {
             let Some(state) = self.seqs.get(session).map(|s| s.clone()) else {
                 return;
             };
-            let after = state.lock().expect("sequencer lock").last();
+            let after = state.lock().last();
             match self.history(session, after).await {
                 Ok(h) => {
-                    let step = state.lock().expect("sequencer lock").caught_up(h);
+                    let step = state.lock().caught_up(h);
                     let again = step.catch_up;
                     self.apply(
                         session,
@@ -136,11 +136,7 @@ impl RedisBroker {
 
     fn catch_up_all(self: &Arc<Self>) {
         for entry in self.seqs.iter() {
-            let step = entry
-                .value()
-                .lock()
-                .expect("sequencer lock")
-                .force_catch_up();
+            let step = entry.value().lock().force_catch_up();
             self.apply(entry.key(), step);
         }
     }
@@ -185,7 +181,7 @@ impl RedisBroker {
             let Some(state) = self.seqs.get(&s).map(|x| x.clone()) else {
                 continue;
             };
-            let step = state.lock().expect("sequencer lock").check(&top);
+            let step = state.lock().check(&top);
             self.apply(&s, step);
         }
     }
