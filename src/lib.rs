@@ -23,7 +23,8 @@
 //! - Backends: [`store`] (`SessionStore`: memory and Redis), [`memory`] (agent memory, Agents
 //!   SDK layout), [`broker`] (`Broker`: memory and Redis, `Frame`), [`upstream`] (the
 //!   OpenAI-compatible client), [`auth`] (session and user tokens).
-//! - Leaves: [`config`] (typed settings), [`clock`], [`domain`] (id newtypes),
+//! - Leaves: [`config`] (typed settings), [`clock`], [`domain`] (id newtypes), [`tasks`]
+//!   (owned background work),
 //!   [`telemetry`] (logs and traces), [`metrics`] (the Prometheus recorder).
 
 pub mod agent;
@@ -44,6 +45,7 @@ pub mod sessions;
 pub mod startup;
 pub mod state;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 pub mod tools;
 pub mod upstream;

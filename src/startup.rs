@@ -71,6 +71,8 @@ impl Application {
         let agents = &config.agents;
         let instance_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let local_calls = Arc::new(dashmap::DashMap::new());
+        let tasks = crate::tasks::Tasks::new();
+        let adopt_now = Arc::new(tokio::sync::Notify::new());
         let (broker, store, memory, calls) = match &config.redis_url {
             None => (
                 MemoryBroker::new(hub.clone(), config.history_size, config.history_ttl)
@@ -115,6 +117,7 @@ impl Application {
                     &instance_id,
                     local_calls.clone(),
                     hub.clone(),
+                    adopt_now.clone(),
                 )
                 .await
                 .context("subscribing the control channel")?;
@@ -157,11 +160,14 @@ impl Application {
             realtime: config.realtime.clone(),
             api_key: config.openai_api_key.clone(),
             instance_id: instance_id.clone(),
+            tasks: crate::tasks::Tasks::child_of(&tasks),
+            adopt_now,
         });
         let health = Arc::new(crate::sessions::health::Health::default());
         health.check(&sessions).await;
-        tokio::spawn(health.clone().watch(Arc::downgrade(&sessions)));
+        tasks.spawn(health.clone().watch(Arc::downgrade(&sessions)));
         let state = AppState::new(Inner {
+            tasks,
             health,
             call_deps,
             sessions,
@@ -235,9 +241,17 @@ impl Application {
         let budget = self.state.config.ops.shutdown_timeout;
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let closer = hub.clone();
+        let calls = self.state.call_deps.clone();
+        let tasks = self.state.tasks.clone();
+        let (handed_tx, handed_rx) = tokio::sync::oneshot::channel();
         let signal = async move {
             signal.await;
             let _ = stopping_tx.send(());
+            // Calls first: each released lease lets another instance re-attach at once.
+            let handing = tokio::spawn(async move {
+                calls.hand_over(budget / 2).await;
+            });
+            let _ = handed_tx.send(handing);
             tokio::spawn(close_in_batches(closer, budget / 2));
         };
         let app = router(self.state);
@@ -260,7 +274,7 @@ impl Application {
             }
             r
         };
-        tokio::select! {
+        let out = tokio::select! {
             r = drained => {
                 tracing::info!("drained; stopped");
                 r
@@ -269,7 +283,14 @@ impl Application {
                 tracing::warn!(timeout = ?budget, "shutdown timeout: exiting with requests still in flight");
                 Ok(())
             }
+        };
+        // The hand-over finishes (leases released, the others told) before the process
+        // may exit; then whatever still runs in the background is stopped.
+        if let Ok(handing) = handed_rx.await {
+            let _ = tokio::time::timeout(budget / 2, handing).await;
         }
+        tasks.stop(Duration::from_secs(1)).await;
+        out
     }
 }
 

@@ -25,6 +25,8 @@ pub struct Inner {
     pub scenarios: Arc<ScenarioRegistry>,
     /// Registered tools.
     pub tools: Arc<crate::tools::ToolRegistry>,
+    /// This instance's background work (stopped at shutdown; calls are a child group).
+    pub tasks: crate::tasks::Tasks,
     /// Readiness, kept by a background check (`/api/ready` reads it).
     pub health: Arc<crate::sessions::health::Health>,
     /// The session use-cases (application layer), over the same backends.

@@ -9,7 +9,7 @@
 //!
 //! | tier | modules | may know |
 //! |---|---|---|
-//! | 0 leaves | `config`, `clock`, `domain` (ids), `telemetry`, `metrics` | std, crates |
+//! | 0 leaves | `config`, `clock`, `domain` (ids), `tasks`, `telemetry`, `metrics` | std, crates |
 //! | 1 backends | `store`, `memory`, `broker`, `upstream`, `auth` | leaves |
 //! | 2 domain | `scenario`, `tools`, `moderation`, `orchestrator`, `agent` | backends' traits, the upstream client |
 //! | 3 application | `sessions` (use-cases: switch agent, run a tool, publish, claim, end a call), `realtime` | the domain |
@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 /// failure, so a new module gets placed on purpose).
 fn tier(top: &str) -> Option<u8> {
     Some(match top {
-        "config" | "clock" | "domain" | "telemetry" | "metrics" => 0,
+        "config" | "clock" | "domain" | "tasks" | "telemetry" | "metrics" => 0,
         "store" | "memory" | "broker" | "upstream" | "auth" => 1,
         "scenario" | "tools" | "moderation" | "orchestrator" | "agent" => 2,
         "sessions" | "realtime" | "lifecycle" => 3,

@@ -3,7 +3,8 @@
 //! with a request id, and the owner answers on the sender's channel once it applied it.
 //!
 //! The same subscription carries revocations: `sb:revoked` is a broadcast of session ids
-//! whose sockets every instance closes with 4009.
+//! whose sockets every instance closes with 4009; and hand-overs: `sb:handover` names an
+//! instance that released its calls on shutdown, so the others adopt them at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,11 +61,13 @@ impl Bus {
         me: &str,
         local: Arc<DashMap<SessionId, mpsc::Sender<Envelope>>>,
         hub: Arc<dyn super::SessionCloser>,
+        adopt_now: Arc<tokio::sync::Notify>,
     ) -> Result<Self, Error> {
         let channel = format!("{prefix}:ctl:{me}");
         let revoked = format!("{prefix}:revoked");
+        let handover = format!("{prefix}:handover");
         subscriber
-            .subscribe(vec![channel.clone(), revoked.clone()])
+            .subscribe(vec![channel.clone(), revoked.clone(), handover.clone()])
             .await?;
         let pending: Arc<DashMap<String, oneshot::Sender<Result<String, String>>>> = Arc::default();
         let bus = Self {
@@ -75,7 +78,7 @@ impl Bus {
         };
         let mut reconnects = subscriber.reconnect_rx();
         let resub = subscriber.clone();
-        let chs = vec![channel.clone(), revoked.clone()];
+        let chs = vec![channel.clone(), revoked.clone(), handover.clone()];
         tokio::spawn(async move {
             while reconnects.recv().await.is_ok() {
                 if let Err(e) = resub.subscribe(chs.clone()).await {
@@ -91,6 +94,13 @@ impl Bus {
                 let Some(text) = msg.value.as_string() else {
                     continue;
                 };
+                if msg.channel == handover {
+                    // Another instance let its calls go: adopt them now.
+                    if text != me {
+                        adopt_now.notify_one();
+                    }
+                    continue;
+                }
                 if msg.channel == revoked {
                     if let Ok(sid) = text.parse::<SessionId>() {
                         hub.close_session(&sid, proto_events::CloseCode::SessionExpired);
@@ -141,6 +151,16 @@ impl Bus {
         let _: i64 = self
             .client
             .publish(format!("{}:revoked", self.prefix), sid.as_str())
+            .await?;
+        Ok(())
+    }
+
+    /// Tells every other instance that this one released its calls (shutting down), so
+    /// their janitors adopt them at once.
+    pub async fn broadcast_handover(&self) -> Result<(), Error> {
+        let _: i64 = self
+            .client
+            .publish(format!("{}:handover", self.prefix), self.me.as_str())
             .await?;
         Ok(())
     }

@@ -63,12 +63,38 @@ pub struct CallDeps {
     pub api_key: Option<secrecy::SecretString>,
     /// This instance's id (the lease owner).
     pub instance_id: String,
+    /// The sidebands, their lease renewals and the janitor; stopped to hand calls over.
+    pub tasks: crate::tasks::Tasks,
+    /// Wakes the janitor now (another instance handed its calls over).
+    pub adopt_now: Arc<tokio::sync::Notify>,
 }
 
 impl CallDeps {
     /// The lease store.
     pub fn leases(&self) -> &Arc<dyn CallLeases> {
         &self.calls.leases
+    }
+
+    /// Hands this instance's calls over (SIGTERM): stops every sideband, which releases its
+    /// lease without ending the call, waits up to `within` for them, then tells the other
+    /// instances to adopt now rather than at their next janitor pass. Returns how many
+    /// calls were let go.
+    pub async fn hand_over(&self, within: Duration) -> usize {
+        let held = self.calls.local.len();
+        if !self.tasks.stop(within).await {
+            tracing::warn!(
+                "some sidebands did not stop in time; their leases expire by themselves"
+            );
+        }
+        if held > 0 {
+            if let Some(bus) = &self.calls.bus
+                && let Err(e) = bus.broadcast_handover().await
+            {
+                tracing::warn!(error = %e, "announcing the hand-over failed; calls are adopted at the next janitor pass");
+            }
+            tracing::info!(calls = held, "handed calls over to the other instances");
+        }
+        held
     }
 
     /// Ends `sid`'s call `call_id`: asks the upstream to hang up (when `hang_up`; a failure
@@ -103,7 +129,7 @@ pub struct Calls {
     pub leases: Arc<dyn CallLeases>,
     /// Calls whose sideband runs here.
     pub local: Arc<DashMap<SessionId, mpsc::Sender<Envelope>>>,
-    bus: Option<bus::Bus>,
+    pub(crate) bus: Option<bus::Bus>,
 }
 
 impl Calls {

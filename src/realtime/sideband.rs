@@ -94,8 +94,12 @@ fn spawn_renewal(
 /// Starts the sideband for a call whose lease this instance holds.
 pub fn spawn(state: Arc<CallDeps>, sid: SessionId, call_id: String, lease: Lease) {
     let (tx, rx) = mpsc::channel::<Envelope>(16);
+    if state.tasks.is_stopping() {
+        return; // handing over: leave the call to another instance
+    }
     state.calls.local.insert(sid.clone(), tx);
-    tokio::spawn(run(state, sid, call_id, lease, rx));
+    let tasks = state.tasks.clone();
+    tasks.spawn_cooperative(run(state, sid, call_id, lease, rx));
 }
 
 async fn run(
@@ -106,6 +110,7 @@ async fn run(
     mut rx: mpsc::Receiver<Envelope>,
 ) {
     let (lost_tx, mut lost) = watch::channel(false);
+    let stop = state.tasks.token().clone();
     let renewal = spawn_renewal(state.clone(), sid.clone(), lease.clone(), lost_tx);
     let mut call = Call::new(state.clone(), sid.clone(), call_id.clone());
     let mut backoff = Duration::from_millis(100);
@@ -125,6 +130,7 @@ async fn run(
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = lost.changed() => {}
+                    () = stop.cancelled() => break 'attach,
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(2));
                 continue;
@@ -134,6 +140,9 @@ async fn run(
         loop {
             let out = tokio::select! {
                 _ = lost.changed() => break 'attach,
+                // Handing over: stop between events; the lease is released below, so
+                // another instance re-attaches at once.
+                () = stop.cancelled() => break 'attach,
                 msg = stream.next() => match msg {
                     Some(Ok(Message::Text(t))) => match serde_json::from_str(t.as_str()) {
                         Ok(ev) => call
@@ -185,11 +194,16 @@ async fn run(
 }
 
 /// Adopts orphaned calls (no live lease) every half lease TTL, on every instance.
+/// Wakes early when another instance announces a hand-over; stops with the call tasks.
 pub fn spawn_janitor(state: Arc<CallDeps>) {
-    tokio::spawn(async move {
+    let tasks = state.tasks.clone();
+    tasks.spawn(async move {
         let period = state.realtime.lease_ttl / 2;
         loop {
-            tokio::time::sleep(period).await;
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                () = state.adopt_now.notified() => {}
+            }
             adopt_orphans(&state).await;
         }
     });
@@ -197,6 +211,9 @@ pub fn spawn_janitor(state: Arc<CallDeps>) {
 
 /// One janitor pass.
 pub async fn adopt_orphans(state: &Arc<CallDeps>) {
+    if state.tasks.is_stopping() {
+        return;
+    }
     let calls = match state.calls.leases.calls().await {
         Ok(c) => c,
         Err(e) => {

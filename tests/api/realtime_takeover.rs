@@ -302,3 +302,148 @@ async fn control_for_an_unresponsive_owner_is_504() {
         "answered once the control timeout passed: {waited:?}"
     );
 }
+
+/// SIGTERM hands calls over: the owner releases each call's lease and tells the others, so
+/// another instance re-attaches at once (not after up to twice the lease TTL); no function
+/// call is answered twice, no transcript is lost or repeated, and the process exits within
+/// its shutdown timeout.
+#[tokio::test]
+async fn sigterm_hands_the_call_over_at_once() {
+    let redis = RedisServer::start(false).await;
+    let prefix = unique_prefix();
+    let model = fake_model().await;
+    mount_calls(&model).await;
+    let fake = FakeRealtime::start().await;
+    // A long lease: without the hand-over, adoption would take 5 to 20 s.
+    let (url, base) = (fake.ws_url.clone(), format!("{}/v1", model.uri()));
+    let a = spawn_redis_app(&redis, &prefix, move |c| {
+        c.openai_api_key = Some(UPSTREAM_KEY.to_owned().into());
+        c.openai_base_url = base;
+        c.realtime.ws_url = url;
+        c.realtime.lease_ttl = Duration::from_secs(10);
+    })
+    .await;
+    let (mut owner, port) = spawn_instance_process(
+        &redis,
+        &prefix,
+        &[
+            ("OPENAI_API_KEY", UPSTREAM_KEY.into()),
+            ("OPENAI_BASE_URL", format!("{}/v1", model.uri())),
+            ("SWITCHBOARD_REALTIME_WS_URL", fake.ws_url.clone()),
+            ("SWITCHBOARD_CALL_LEASE_TTL", "10s".into()),
+            ("SWITCHBOARD_SHUTDOWN_TIMEOUT", "5s".into()),
+        ],
+    );
+    let s = a.session_for("retail&root_agent=salesAgent").await;
+    let (mut ws, _) = a.connect(&s, None).await;
+    let call_url = format!(
+        "http://127.0.0.1:{port}/api/realtime/calls?session_id={}",
+        s.id
+    );
+    let created = eventually(Duration::from_secs(5), || async {
+        a.client
+            .post(&call_url)
+            .bearer_auth(&s.token)
+            .header("content-type", "application/sdp")
+            .body("v=0\r\n")
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
+    })
+    .await;
+    assert_eq!(created, 201);
+    assert_eq!(next_json(&mut ws).await["type"], "call.started");
+    fake.wait_attaches(1).await;
+
+    // Before the hand-over: a transcript and an answered function call.
+    fake.emit(
+        json!({"type": "conversation.item.input_audio_transcription.completed",
+        "item_id": "u1", "transcript": "before the deploy"}),
+    );
+    let ev = next_json(&mut ws).await;
+    assert_eq!(
+        (ev["type"].as_str(), ev["data"]["item_id"].as_str()),
+        (Some("transcript.user"), Some("u1"))
+    );
+    fake.emit(function_call(
+        "c1",
+        "lookupNewSales",
+        r#"{"category":"boots"}"#,
+    ));
+    fake.wait_for("the owner's answer", |e| {
+        of_type(e, "response.create").len() == 1
+    })
+    .await;
+    assert_eq!(next_json(&mut ws).await["type"], "tool.result");
+
+    // SIGTERM the owner.
+    let pid = owner.id().expect("running") as i32;
+    // SAFETY: sending a signal to a child process this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let signalled = Instant::now();
+    fake.wait_attaches(2).await;
+    let handover = signalled.elapsed();
+    eprintln!("re-attached {handover:?} after SIGTERM");
+    assert!(
+        handover < Duration::from_secs(2),
+        "re-attached after {handover:?}"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(6), owner.wait())
+        .await
+        .expect("the owner exited within its shutdown timeout")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+
+    // After: the upstream repeats c1 (seen answered) and sends c2 and a new transcript.
+    fake.emit(function_call(
+        "c1",
+        "lookupNewSales",
+        r#"{"category":"boots"}"#,
+    ));
+    fake.emit(function_call(
+        "c2",
+        "lookupNewSales",
+        r#"{"category":"skis"}"#,
+    ));
+    fake.emit(
+        json!({"type": "conversation.item.input_audio_transcription.completed",
+        "item_id": "u2", "transcript": "after the deploy"}),
+    );
+    let got = fake
+        .wait_for("the adopter's answer", |e| {
+            e.iter().any(|x| x["item"]["call_id"] == "c2")
+        })
+        .await;
+    let c1 = got.iter().filter(|x| x["item"]["call_id"] == "c1").count();
+    assert_eq!(c1, 1, "c1 was answered exactly once across the hand-over");
+    // The browser's channel: c2's result and u2's transcript, each once, nothing repeated.
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let ev = next_json(&mut ws).await;
+        match ev["type"].as_str() {
+            Some("tool.result") => seen.push(format!("tool {}", ev["data"]["correlation_id"])),
+            Some("transcript.user") => seen.push(format!("user {}", ev["data"]["item_id"])),
+            _ => {}
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, [r#"tool "c2""#, r#"user "u2""#]);
+    let resp = a
+        .client
+        .get(a.url(&format!("/api/sessions/{}/events?since=0", s.id)))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    let (st, hist) = split(resp).await;
+    assert_eq!(st, 200, "{hist}");
+    let transcripts: Vec<&str> = hist
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "transcript.user")
+        .filter_map(|e| e["data"]["item_id"].as_str())
+        .collect();
+    assert_eq!(transcripts, ["u1", "u2"], "every transcript once, in order");
+}

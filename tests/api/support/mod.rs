@@ -287,3 +287,24 @@ pub fn assert_no_key(text: &str) {
         "the upstream key leaked: {text}"
     );
 }
+
+/// Polls `check` every 25 ms until it returns `Some`, for at most `within`; panics when it
+/// never does. The one way tests wait for something to happen (instead of a hand-written
+/// loop).
+pub async fn eventually<T, F, Fut>(within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the awaited condition did not hold within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

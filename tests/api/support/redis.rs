@@ -168,6 +168,9 @@ pub fn spawn_instance_process_at(
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true);
+    if std::env::var_os("SWITCHBOARD_TEST_CHILD_LOGS").is_some() {
+        cmd.stdout(std::process::Stdio::inherit());
+    }
     for (k, v) in extra {
         cmd.env(k, v);
     }
