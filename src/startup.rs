@@ -97,7 +97,7 @@ impl Application {
                     config.history_size,
                     config.history_ttl,
                 );
-                spawn_position_check(&broker, config.position_check);
+                spawn_position_check(&tasks, &broker, config.position_check);
                 let store = RedisStore::new(
                     clients.client.clone(),
                     &config.redis_prefix,
@@ -118,6 +118,7 @@ impl Application {
                     local_calls.clone(),
                     hub.clone(),
                     adopt_now.clone(),
+                    &tasks,
                 )
                 .await
                 .context("subscribing the control channel")?;
@@ -368,9 +369,9 @@ const SECURITY_HEADERS: [(&str, &str); 5] = [
 ];
 
 /// Runs the Redis broker's position check every `every` while the broker lives.
-fn spawn_position_check(broker: &Arc<RedisBroker>, every: Duration) {
+fn spawn_position_check(tasks: &crate::tasks::Tasks, broker: &Arc<RedisBroker>, every: Duration) {
     let weak = Arc::downgrade(broker);
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
         loop {

@@ -62,6 +62,7 @@ impl Bus {
         local: Arc<DashMap<SessionId, mpsc::Sender<Envelope>>>,
         hub: Arc<dyn super::SessionCloser>,
         adopt_now: Arc<tokio::sync::Notify>,
+        tasks: &crate::tasks::Tasks,
     ) -> Result<Self, Error> {
         let channel = format!("{prefix}:ctl:{me}");
         let revoked = format!("{prefix}:revoked");
@@ -79,7 +80,7 @@ impl Bus {
         let mut reconnects = subscriber.reconnect_rx();
         let resub = subscriber.clone();
         let chs = vec![channel.clone(), revoked.clone(), handover.clone()];
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             while reconnects.recv().await.is_ok() {
                 if let Err(e) = resub.subscribe(chs.clone()).await {
                     tracing::warn!(error = %e, "re-subscribing the control channel failed");
@@ -88,7 +89,8 @@ impl Bus {
         });
         let mut messages = subscriber.message_rx();
         let (prefix, me) = (prefix.to_owned(), me.to_owned());
-        tokio::spawn(async move {
+        let inner_tasks = tasks.clone();
+        tasks.spawn(async move {
             let _keep = subscriber;
             while let Ok(msg) = messages.recv().await {
                 let Some(text) = msg.value.as_string() else {
@@ -121,7 +123,7 @@ impl Bus {
                     }) => {
                         let (client, local, prefix, me) =
                             (client.clone(), local.clone(), prefix.clone(), me.clone());
-                        tokio::spawn(async move {
+                        inner_tasks.spawn(async move {
                             let error = match local.get(&sid).map(|t| t.clone()) {
                                 None => Some("not_owner".to_owned()),
                                 Some(tx) => {

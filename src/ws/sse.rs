@@ -56,7 +56,7 @@ pub async fn stream(
     };
     let attached = attach(&state, req).await.map_err(http_error)?;
     let (tx, rx) = mpsc::channel::<Event>(16);
-    tokio::spawn(pump(state.clone(), attached, tx));
+    state.tasks.spawn(pump(state.clone(), attached, tx));
     let body = stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
     });

@@ -35,6 +35,7 @@ mod sdk_sessions;
 mod session2;
 mod sessions;
 mod shutdown;
+mod store_contract;
 mod tools;
 mod traces;
 mod user_tokens;
