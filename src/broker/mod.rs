@@ -26,8 +26,20 @@ use crate::domain::SessionId;
 /// A broker failure: the backend is unreachable or refused the operation. A failed publish
 /// wrote nothing; callers answer `503 broker_unavailable` with `Retry-After`.
 #[derive(Debug, thiserror::Error)]
-#[error("broker unavailable: {0}")]
-pub struct BrokerError(pub String);
+pub enum BrokerError {
+    /// Redis could not be reached or answered with an error.
+    #[error("broker unavailable: {0}")]
+    Redis(#[from] fred::error::Error),
+    /// The session store (the same backend in Redis mode) failed on the publish path.
+    #[error("broker unavailable: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// The backend answered something this version does not understand.
+    #[error("broker unavailable: unexpected answer ({0})")]
+    Protocol(&'static str),
+    /// Anything else, said in words (a replica wait that timed out, a connection that is down).
+    #[error("broker unavailable: {0}")]
+    Other(String),
+}
 
 /// One serialized event: its `seq` (for ordering and de-duplication without parsing), what
 /// metrics and tracing need to know about it ([`FrameMeta`]), and the envelope's JSON,
@@ -211,31 +223,6 @@ pub trait Broker: Send + Sync + 'static {
     /// Deletes the session's history (a revoked session). Its sockets are closed by the
     /// caller first.
     async fn delete(&self, session: &SessionId) -> Result<(), BrokerError>;
-}
-
-/// Publishes a documented event whose data is one of `proto_events::events`' types.
-pub async fn publish_event<T: serde::Serialize>(
-    broker: &dyn Broker,
-    session: &SessionId,
-    kind: &str,
-    data: &T,
-    idempotency_key: Option<String>,
-) -> Result<Published, BrokerError> {
-    let kind: EventType = kind
-        .parse()
-        .map_err(|e: proto_events::InvalidEventType| BrokerError(e.to_string()))?;
-    let data = serde_json::to_value(data).map_err(|e| BrokerError(e.to_string()))?;
-    broker
-        .publish(
-            session,
-            Publish {
-                kind,
-                data,
-                idempotency_key,
-                trace_id: None,
-            },
-        )
-        .await
 }
 
 /// A fresh epoch: an opaque, unique string.

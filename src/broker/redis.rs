@@ -81,7 +81,7 @@ const REPLICA_WAIT_MS: i64 = 500;
 
 fn unavailable(e: Error) -> BrokerError {
     metrics::counter!("switchboard_redis_errors_total", "op" => "broker").increment(1);
-    BrokerError(e.to_string())
+    BrokerError::Redis(e)
 }
 
 impl RedisBroker {
@@ -166,7 +166,7 @@ impl RedisBroker {
         if acked < i64::from(self.min_replicas) {
             metrics::counter!("switchboard_redis_errors_total", "op" => "replica_wait")
                 .increment(1);
-            return Err(BrokerError(format!(
+            return Err(BrokerError::Other(format!(
                 "only {acked} of {} replicas acknowledged the publish within {REPLICA_WAIT_MS} ms",
                 self.min_replicas
             )));
@@ -186,7 +186,7 @@ fn parse_history(values: Vec<Value>, after: u64) -> Result<Option<History>, Brok
     let text = |v: &Value| v.as_string().unwrap_or_default();
     let num = |v: &Value| -> u64 { text(v).parse().unwrap_or(0) };
     if values.len() < 3 {
-        return Err(BrokerError("unexpected history reply".into()));
+        return Err(BrokerError::Protocol("history reply"));
     }
     let top = Top {
         epoch: text(&values[0]),
@@ -228,7 +228,7 @@ impl Broker for RedisBroker {
                 epoch: epoch.as_string().unwrap_or_default(),
                 seq: seq.as_string().and_then(|s| s.parse().ok()).unwrap_or(0),
             }),
-            _ => Err(BrokerError("unexpected open reply".into())),
+            _ => Err(BrokerError::Protocol("open reply")),
         }
     }
 
@@ -240,7 +240,7 @@ impl Broker for RedisBroker {
         let json = frame.text();
         let at = json
             .find(marker)
-            .ok_or_else(|| BrokerError("envelope layout changed".into()))?;
+            .ok_or_else(|| BrokerError::Protocol("envelope layout changed"))?;
         let head = &json[..at + "\"seq\":".len()];
         let tail = &json[at + marker.len()..];
         let idem = match &event.idempotency_key {
@@ -277,11 +277,11 @@ impl Broker for RedisBroker {
                 flag.as_i64() == Some(1) || flag.as_string().as_deref() == Some("1"),
                 result.as_string().unwrap_or_default(),
             ),
-            _ => return Err(BrokerError("unexpected publish reply".into())),
+            _ => return Err(BrokerError::Protocol("publish reply")),
         };
         let mut parts = result.splitn(3, ' ');
         let (Some(seq), Some(epoch), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(BrokerError("unexpected publish result".into()));
+            return Err(BrokerError::Protocol("publish result"));
         };
         if self.min_replicas > 0 {
             self.wait_for_replicas(session).await?;
@@ -290,9 +290,9 @@ impl Broker for RedisBroker {
             crate::metrics::published(event.kind.as_str());
         }
         Ok(Published {
-            seq: seq.parse().map_err(|_| BrokerError("bad seq".into()))?,
+            seq: seq.parse().map_err(|_| BrokerError::Protocol("seq"))?,
             epoch: epoch.to_owned(),
-            id: id.parse().map_err(|_| BrokerError("bad id".into()))?,
+            id: id.parse().map_err(|_| BrokerError::Protocol("event id"))?,
             duplicate: !fresh,
         })
     }
@@ -395,7 +395,7 @@ impl Broker for RedisBroker {
     async fn ping(&self) -> Result<(), BrokerError> {
         let _: String = self.client.ping(None).await.map_err(unavailable)?;
         if !self.subscriber.is_connected() {
-            return Err(BrokerError("the pub/sub connection is down".into()));
+            return Err(BrokerError::Other("the pub/sub connection is down".into()));
         }
         Ok(())
     }

@@ -34,7 +34,7 @@ impl RedisClients {
     /// Connects both clients (RESP3, reconnecting forever with backoff, 2 s command timeout,
     /// no automatic replay of a command after a reconnect: a publish must not run twice).
     pub async fn connect(url: &str) -> Result<Self, BrokerError> {
-        let err = |e: Error| BrokerError(e.to_string());
+        let err = BrokerError::Redis;
         let mut config = Config::from_url(&cluster_url(url)).map_err(err)?;
         config.version = RespVersion::RESP3;
         let cluster = config.server.is_clustered();
@@ -62,7 +62,7 @@ impl RedisClients {
         })
         .await
         .map_err(|_| {
-            BrokerError(format!(
+            BrokerError::Other(format!(
                 "could not reach Redis at {} within 10s",
                 redact(url)
             ))

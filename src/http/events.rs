@@ -156,7 +156,7 @@ pub async fn publish(
     // when the session read is what failed.
     match crate::sessions::lifecycle::live_state(&state.sessions, &sid).await {
         Ok(_) => {}
-        Err(Missing::Store(e)) => return Err(BrokerError(e.to_string()).into()),
+        Err(Missing::Store(e)) => return Err(BrokerError::from(e).into()),
         Err(e) => return Err(e.into()),
     }
     let published = state

@@ -15,7 +15,6 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::sessions::optional_session;
-use crate::broker::publish_event;
 use crate::error::{ApiError, Json};
 use crate::state::AppState;
 
@@ -120,14 +119,7 @@ pub async fn moderate(
             sanitized_text: d.sanitized_text.clone(),
             source: Some(source),
         };
-        let published = publish_event(
-            state.broker.as_ref(),
-            sid,
-            "moderation.flagged",
-            &data,
-            None,
-        )
-        .await?;
+        let published = state.sessions.publish(sid, &data).await?;
         event_seq = Some(published.seq);
     }
     Ok(Json(ModerationDecision {

@@ -21,7 +21,7 @@ use serde_json::Value;
 pub enum MemoryError {
     /// The backend could not be reached.
     #[error("agent memory unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] fred::error::Error),
     /// The lock was lost (expired and taken by another holder) before the write.
     #[error("the agent session's lock was lost before the write")]
     LockLost,

@@ -32,7 +32,7 @@ pub struct RedisMemory {
 
 fn unavailable(e: Error) -> MemoryError {
     metrics::counter!("switchboard_redis_errors_total", "op" => "memory").increment(1);
-    MemoryError::Unavailable(e.to_string())
+    MemoryError::Unavailable(e)
 }
 
 impl RedisMemory {

@@ -14,7 +14,7 @@ use regex::Regex;
 use serde_json::{Map, Value, json};
 
 use crate::upstream::UpstreamClient;
-use crate::upstream::responses::add_sdk_fields;
+use crate::upstream::responses::{CheckError, add_sdk_fields};
 
 /// Which checks run (the setting's type, owned by `config`).
 pub use crate::config::ModerationModes as Modes;
@@ -124,18 +124,17 @@ impl Moderator {
 async fn upstream_check(
     upstream: Option<&UpstreamClient>,
     text: &str,
-) -> Result<(bool, Map<String, Value>), String> {
-    let up = upstream.ok_or("upstream_not_configured")?;
+) -> Result<(bool, Map<String, Value>), CheckError> {
+    let up = upstream.ok_or(CheckError::Offline)?;
     let resp = up
         .post_json(
             "moderations",
             &json!({"model": "omni-moderation-latest", "input": text}),
         )
-        .await
-        .map_err(|e| e.to_string())?;
-    let r = resp
-        .pointer("/results/0")
-        .ok_or("the moderation answer has no results")?;
+        .await?;
+    let r = resp.pointer("/results/0").ok_or(CheckError::BadAnswer(
+        "the moderation answer has no results",
+    ))?;
     let flagged = r["flagged"].as_bool().unwrap_or(false);
     let cats = r["categories"].as_object().cloned().unwrap_or_default();
     Ok((flagged, cats))
@@ -146,8 +145,8 @@ async fn brand_check(
     upstream: Option<&UpstreamClient>,
     text: &str,
     company: &str,
-) -> Result<(String, String), String> {
-    let up = upstream.ok_or("upstream_not_configured")?;
+) -> Result<(String, String), CheckError> {
+    let up = upstream.ok_or(CheckError::Offline)?;
     let prompt = format!(
         "You check what an assistant of {company} is about to say. Classify the message into \
          exactly one class: OFFENSIVE (hate, insults, harassment), OFF_BRAND (disparaging \
@@ -169,16 +168,15 @@ async fn brand_check(
         "input": [{"role": "user", "content": prompt}],
         "text": {"format": {"type": "json_schema", "name": "output_format", "strict": true, "schema": schema}}
     });
-    let mut resp = up
-        .post_json("responses", &body)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut resp = up.post_json("responses", &body).await?;
     add_sdk_fields(&mut resp, true);
     let parsed = &resp["output_parsed"];
     let category = parsed["moderationCategory"]
         .as_str()
         .filter(|c| crate::scenario::view::GUARDRAIL_CATEGORIES.contains(c))
-        .ok_or("the classifier gave no valid moderationCategory")?;
+        .ok_or(CheckError::BadAnswer(
+            "the classifier gave no valid moderationCategory",
+        ))?;
     Ok((
         category.to_owned(),
         parsed["moderationRationale"]

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::scenario::{Agent, Scenario};
 use crate::upstream::UpstreamClient;
-use crate::upstream::responses::add_sdk_fields;
+use crate::upstream::responses::{CheckError, add_sdk_fields};
 
 /// Score added to the active agent so a switch needs clear evidence.
 pub const STAY_BONUS: f64 = 0.75;
@@ -192,7 +192,7 @@ pub async fn decide(
     match llm(s, active, last_user_text, tail, upstream).await {
         Ok(d) => d,
         Err(e) => Decision {
-            failure: Some(e),
+            failure: Some(e.to_string()),
             ..local
         },
     }
@@ -204,8 +204,8 @@ async fn llm(
     last_user_text: &str,
     tail: &[String],
     upstream: Option<&UpstreamClient>,
-) -> Result<Decision, String> {
-    let up = upstream.ok_or("upstream_not_configured")?;
+) -> Result<Decision, CheckError> {
+    let up = upstream.ok_or(CheckError::Offline)?;
     let mut names: Vec<String> = candidates(s, active)
         .iter()
         .map(|a| a.name.to_string())
@@ -235,16 +235,13 @@ async fn llm(
         "required": ["agent", "reason", "confidence"], "additionalProperties": false});
     let body = json!({"model": "gpt-4.1-mini", "input": [{"role": "user", "content": prompt}],
         "text": {"format": {"type": "json_schema", "name": "agent_choice", "strict": true, "schema": schema}}});
-    let mut resp = up
-        .post_json("responses", &body)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut resp = up.post_json("responses", &body).await?;
     add_sdk_fields(&mut resp, true);
     let p: &Value = &resp["output_parsed"];
     let agent = p["agent"]
         .as_str()
         .filter(|a| names.iter().any(|n| n == a))
-        .ok_or("the classifier named no valid agent")?;
+        .ok_or(CheckError::BadAnswer("the classifier named no valid agent"))?;
     Ok(Decision {
         chosen: agent.to_owned(),
         reason: p["reason"].as_str().unwrap_or_default().to_owned(),

@@ -131,7 +131,11 @@ impl Bus {
                                     if tx.send((cmd, rtx)).await.is_err() {
                                         Some("not_owner".to_owned())
                                     } else {
-                                        rrx.await.unwrap_or_else(|_| Err("not_owner".into())).err()
+                                        match rrx.await {
+                                            Ok(Ok(())) => None,
+                                            Ok(Err(e)) => Some(e.to_string()),
+                                            Err(_) => Some("not_owner".to_owned()),
+                                        }
                                     }
                                 }
                             };

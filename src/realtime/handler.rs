@@ -45,6 +45,22 @@ pub enum Command {
     Hangup,
 }
 
+/// Why the owner refused a control command.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CommandError {
+    /// The call's session expired.
+    #[error("the session has expired")]
+    SessionExpired,
+    /// The named agent is not in the session's scenario.
+    #[error("agent {agent:?} is not in scenario {scenario}")]
+    UnknownAgent {
+        /// The asked-for agent.
+        agent: String,
+        /// The session's scenario.
+        scenario: String,
+    },
+}
+
 /// One held call's state.
 pub struct Call {
     pub(crate) deps: Arc<CallDeps>,
@@ -315,14 +331,17 @@ impl Call {
     }
 
     /// Applies a control command.
-    pub async fn on_command(&mut self, cmd: Command) -> Result<Vec<Value>, String> {
+    pub async fn on_command(&mut self, cmd: Command) -> Result<Vec<Value>, CommandError> {
         match cmd {
             Command::SwitchAgent { agent, source } => {
                 let Some((scn, _)) = self.active().await else {
-                    return Err("the session has expired".into());
+                    return Err(CommandError::SessionExpired);
                 };
                 if scn.agent(&agent).is_none() {
-                    return Err(format!("agent {agent:?} is not in scenario {}", scn.id));
+                    return Err(CommandError::UnknownAgent {
+                        agent,
+                        scenario: scn.id.to_string(),
+                    });
                 }
                 let source = if source == "client" {
                     SwitchSource::Client
@@ -342,7 +361,7 @@ impl Call {
             Command::UpdateInstructions { instructions } => {
                 self.extra_instructions = Some(instructions);
                 let Some((_, active)) = self.active().await else {
-                    return Err("the session has expired".into());
+                    return Err(CommandError::SessionExpired);
                 };
                 Ok(self.agent_update(&active).await.into_iter().collect())
             }

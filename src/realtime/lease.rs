@@ -157,7 +157,7 @@ pub struct RedisLeases {
 
 fn unavailable(e: Error) -> StoreError {
     metrics::counter!("switchboard_redis_errors_total", "op" => "lease").increment(1);
-    StoreError::Unavailable(e.to_string())
+    StoreError::Unavailable(e)
 }
 
 impl RedisLeases {

@@ -152,7 +152,7 @@ impl Calls {
             Some(bus) => bus
                 .broadcast_revoked(sid)
                 .await
-                .map_err(|e| StoreError::Unavailable(e.to_string())),
+                .map_err(StoreError::Unavailable),
             None => {
                 hub.close_session(sid, proto_events::CloseCode::SessionExpired);
                 Ok(())
@@ -184,7 +184,7 @@ impl Calls {
                 .map_err(|_| ControlError::Unreachable)?;
             return match tokio::time::timeout(timeout, rrx).await {
                 Ok(Ok(Ok(()))) => Ok(me.to_owned()),
-                Ok(Ok(Err(e))) => Err(ControlError::Rejected(e)),
+                Ok(Ok(Err(e))) => Err(ControlError::Rejected(e.to_string())),
                 _ => Err(ControlError::Unreachable),
             };
         }

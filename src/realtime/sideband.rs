@@ -22,7 +22,10 @@ use crate::domain::SessionId;
 use crate::telemetry;
 
 /// A command and where to send its outcome.
-pub type Envelope = (Command, oneshot::Sender<Result<(), String>>);
+pub type Envelope = (
+    Command,
+    oneshot::Sender<Result<(), super::handler::CommandError>>,
+);
 
 enum Attach {
     Ws(

@@ -42,7 +42,7 @@ pub struct SessionState {
 pub enum StoreError {
     /// The backend could not be reached or answered with an error.
     #[error("session store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] fred::error::Error),
     /// Stored data could not be decoded.
     #[error("session store holds undecodable data: {0}")]
     Corrupt(String),

@@ -75,7 +75,7 @@ impl RedisStore {
 
 fn unavailable(e: Error) -> StoreError {
     metrics::counter!("switchboard_redis_errors_total", "op" => "store").increment(1);
-    StoreError::Unavailable(e.to_string())
+    StoreError::Unavailable(e)
 }
 
 #[async_trait]

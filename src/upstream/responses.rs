@@ -6,6 +6,23 @@
 
 use serde_json::Value;
 
+use super::UpstreamError;
+
+/// Why a model-backed check (a moderation or an orchestration classifier) gave no answer.
+/// Its text is what the caller reports as the check's failure.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// No upstream key is configured.
+    #[error("upstream_not_configured")]
+    Offline,
+    /// The model call failed.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// The model answered, but not with what the check asked for.
+    #[error("{0}")]
+    BadAnswer(&'static str),
+}
+
 /// Adds `output_text` and, when asked, `output_parsed` to a Responses API answer.
 pub fn add_sdk_fields(resp: &mut Value, wants_parsed: bool) {
     let texts: Vec<&str> = message_texts(resp).collect();
