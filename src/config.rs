@@ -165,232 +165,66 @@ impl Config {
 
     /// Validates raw input; `env` looks up the unprefixed fallback variables.
     pub fn from_cli(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
-        let host: IpAddr = cli.host.trim().parse().map_err(|_| {
-            bad(
-                "SWITCHBOARD_HOST",
-                format!("{:?} is not an IP address", cli.host),
-            )
-        })?;
-        let (port_setting, port_raw) = match nonempty(cli.port) {
-            Some(p) => ("SWITCHBOARD_PORT", Some(p)),
-            None => ("PORT", nonempty(env("PORT"))),
-        };
-        let port = match port_raw {
-            Some(p) => p
-                .trim()
-                .parse::<u16>()
-                .map_err(|_| bad(port_setting, format!("{p:?} is not a port number")))?,
-            None => 8080,
-        };
-        let redis_url = nonempty(cli.redis_url).or_else(|| nonempty(env("REDIS_URL")));
-        if let Some(url) = &redis_url {
-            let ok = [
-                "redis://",
-                "rediss://",
-                "redis-cluster://",
-                "rediss-cluster://",
-            ]
-            .iter()
-            .any(|s| url.starts_with(s));
-            if !ok {
-                return Err(bad(
-                    "SWITCHBOARD_REDIS_URL",
-                    "expected a redis://, rediss:// or redis-cluster:// URL",
-                ));
-            }
-        }
-        let openai_api_key = nonempty(cli.openai_api_key)
-            .or_else(|| nonempty(env("OPENAI_API_KEY")))
-            .map(SecretString::from);
-        let base = nonempty(cli.openai_base_url)
-            .or_else(|| nonempty(env("OPENAI_BASE_URL")))
-            .unwrap_or_else(|| DEFAULT_OPENAI_BASE_URL.to_owned());
-        let openai_base_url = http_url("SWITCHBOARD_OPENAI_BASE_URL", &base)?;
-        let key_ttl = duration("SWITCHBOARD_KEY_TTL", &cli.key_ttl)?;
-        if !(10..=7200).contains(&key_ttl.as_secs()) {
+        let (openai_api_key, openai_base_url) = upstream_endpoint(&cli, env)?;
+        let (session_secret, key_ttl, session_ttl, token_ttl) = session_settings(&cli)?;
+        let channel = ChannelSettings::from_cli(&cli)?;
+        // A connected client keeps its session alive once per heartbeat; a session that can
+        // expire between two heartbeats would close every socket with 4004.
+        if session_ttl < channel.heartbeat * 2 {
             return Err(bad(
-                "SWITCHBOARD_KEY_TTL",
-                "must be between 10s and 2h (the upstream's limits)",
+                "SWITCHBOARD_SESSION_TTL",
+                format!(
+                    "must be at least twice SWITCHBOARD_HEARTBEAT ({}), or connected clients lose their session between heartbeats",
+                    humantime::format_duration(channel.heartbeat)
+                ),
             ));
-        }
-        let session_secret = nonempty(cli.session_secret);
-        if let Some(s) = &session_secret
-            && s.len() < 32
-        {
-            return Err(bad(
-                "SWITCHBOARD_SESSION_SECRET",
-                "must be at least 32 bytes long",
-            ));
-        }
-        let session_ttl = duration("SWITCHBOARD_SESSION_TTL", &cli.session_ttl)?;
-        let token_ttl = duration("SWITCHBOARD_TOKEN_TTL", &cli.token_ttl)?;
-        for (name, d) in [
-            ("SWITCHBOARD_SESSION_TTL", session_ttl),
-            ("SWITCHBOARD_TOKEN_TTL", token_ttl),
-        ] {
-            if d < Duration::from_secs(1) {
-                return Err(bad(name, "must be at least 1s"));
-            }
-        }
-        let body_limit = number::<usize>("SWITCHBOARD_BODY_LIMIT", &cli.body_limit)?;
-        if body_limit < 1024 {
-            return Err(bad("SWITCHBOARD_BODY_LIMIT", "must be at least 1024 bytes"));
         }
         let upstream_timeout = duration("SWITCHBOARD_UPSTREAM_TIMEOUT", &cli.upstream_timeout)?;
         if upstream_timeout.is_zero() {
             return Err(bad("SWITCHBOARD_UPSTREAM_TIMEOUT", "must be more than 0"));
         }
-        let upstream_retries =
-            number::<u32>("SWITCHBOARD_UPSTREAM_RETRIES", &cli.upstream_retries)?;
-        if upstream_retries > 10 {
-            return Err(bad("SWITCHBOARD_UPSTREAM_RETRIES", "must be at most 10"));
-        }
-        let public_url = nonempty(cli.public_url)
-            .map(|u| http_url("SWITCHBOARD_PUBLIC_URL", &u))
-            .transpose()?;
-        let context_max_bytes =
-            number::<usize>("SWITCHBOARD_CONTEXT_MAX_BYTES", &cli.context_max_bytes)?;
-        let log_format = match cli.log_format.trim() {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            other => {
-                return Err(bad(
-                    "SWITCHBOARD_LOG_FORMAT",
-                    format!("{other:?}: expected text or json"),
-                ));
-            }
-        };
-        let cors_origins = cli
-            .cors_origins
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|o| {
-                if o == "*" || o.parse::<http::HeaderValue>().is_ok() && o.contains("://") {
-                    Ok(o.trim_end_matches('/').to_owned())
-                } else {
-                    Err(bad(
-                        "SWITCHBOARD_CORS_ORIGINS",
-                        format!("{o:?} is not an origin like https://app.example.com"),
-                    ))
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let history_size = number::<usize>("SWITCHBOARD_HISTORY_SIZE", &cli.history_size)?;
-        if !(1..=1_000_000).contains(&history_size) {
-            return Err(bad(
-                "SWITCHBOARD_HISTORY_SIZE",
-                "must be between 1 and 1000000",
-            ));
-        }
-        let history_ttl = duration("SWITCHBOARD_HISTORY_TTL", &cli.history_ttl)?;
-        let heartbeat = duration("SWITCHBOARD_HEARTBEAT", &cli.heartbeat)?;
-        for (name, d) in [
-            ("SWITCHBOARD_HISTORY_TTL", history_ttl),
-            ("SWITCHBOARD_HEARTBEAT", heartbeat),
-        ] {
-            if d < Duration::from_secs(1) {
-                return Err(bad(name, "must be at least 1s"));
-            }
-        }
-        // A connected client keeps its session alive once per heartbeat; a session that can
-        // expire between two heartbeats would close every socket with 4004.
-        if session_ttl < heartbeat * 2 {
-            return Err(bad(
-                "SWITCHBOARD_SESSION_TTL",
-                format!(
-                    "must be at least twice SWITCHBOARD_HEARTBEAT ({}), or connected clients lose their session between heartbeats",
-                    humantime::format_duration(heartbeat)
-                ),
-            ));
-        }
-        let max_frame = number::<usize>("SWITCHBOARD_MAX_FRAME", &cli.max_frame)?;
-        if max_frame < 256 {
-            return Err(bad("SWITCHBOARD_MAX_FRAME", "must be at least 256 bytes"));
-        }
-        let conn_queue = number::<usize>("SWITCHBOARD_CONN_QUEUE", &cli.conn_queue)?;
-        if !(1..=1_000_000).contains(&conn_queue) {
-            return Err(bad(
-                "SWITCHBOARD_CONN_QUEUE",
-                "must be between 1 and 1000000",
-            ));
-        }
-        let moderation = ModerationModes::parse(&cli.moderation)
-            .map_err(|m| bad("SWITCHBOARD_MODERATION", m))?;
-        let moderation_fail_closed = match cli.moderation_fail.trim() {
-            "open" => false,
-            "closed" => true,
-            other => {
-                return Err(bad(
-                    "SWITCHBOARD_MODERATION_FAIL",
-                    format!("{other:?}: expected open or closed"),
-                ));
-            }
-        };
-        let deny_patterns: Vec<String> = cli
-            .deny_patterns
-            .split(',')
-            .map(|p| p.trim().to_owned())
-            .filter(|p| !p.is_empty())
-            .collect();
-        let redis_prefix = cli.redis_prefix.trim().to_owned();
-        let prefix_ok = !redis_prefix.is_empty()
-            && redis_prefix.len() <= 64
-            && redis_prefix
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':' | b'.'));
-        if !prefix_ok {
-            return Err(bad(
-                "SWITCHBOARD_REDIS_PREFIX",
-                "use 1-64 characters from [A-Za-z0-9_-:.]",
-            ));
-        }
-        let position_check = duration("SWITCHBOARD_POSITION_CHECK", &cli.position_check)?;
-        if position_check < Duration::from_millis(100) {
-            return Err(bad("SWITCHBOARD_POSITION_CHECK", "must be at least 100ms"));
-        }
+        let (moderation, moderation_fail_closed, deny_patterns) = moderation_settings(&cli)?;
         let config = Self {
-            bind: SocketAddr::new(host, port),
-            redis_url,
+            bind: listen_addr(&cli, env)?,
+            redis_url: redis_url(&cli, env)?,
             openai_api_key,
             openai_base_url,
-            realtime_model: required("SWITCHBOARD_REALTIME_MODEL", cli.realtime_model)?,
+            realtime_model: required("SWITCHBOARD_REALTIME_MODEL", cli.realtime_model.clone())?,
             transcription_model: required(
                 "SWITCHBOARD_TRANSCRIPTION_MODEL",
-                cli.transcription_model,
+                cli.transcription_model.clone(),
             )?,
             key_ttl,
-            scenarios_dir: cli.scenarios_dir,
-            session_secret: session_secret.map(SecretString::from),
+            scenarios_dir: cli.scenarios_dir.clone(),
+            session_secret,
             session_ttl,
             token_ttl,
-            api_keys: cli
-                .api_key
-                .as_deref()
-                .unwrap_or_default()
-                .split(',')
-                .map(str::trim)
-                .filter(|k| !k.is_empty())
+            api_keys: split_list(cli.api_key.as_deref().unwrap_or_default())
                 .map(|k| SecretString::from(k.to_owned()))
                 .collect(),
-            cors_origins,
-            body_limit,
+            cors_origins: cors_origins(&cli.cors_origins)?,
+            body_limit: at_least("SWITCHBOARD_BODY_LIMIT", &cli.body_limit, 1024, "bytes")?,
             upstream_timeout,
-            upstream_retries,
-            public_url,
-            context_max_bytes,
-            log_format,
-            history_size,
-            history_ttl,
-            heartbeat,
-            max_frame,
-            conn_queue,
+            upstream_retries: in_range(
+                "SWITCHBOARD_UPSTREAM_RETRIES",
+                &cli.upstream_retries,
+                0..=10,
+            )?,
+            public_url: nonempty(cli.public_url.clone())
+                .map(|u| http_url("SWITCHBOARD_PUBLIC_URL", &u))
+                .transpose()?,
+            context_max_bytes: number("SWITCHBOARD_CONTEXT_MAX_BYTES", &cli.context_max_bytes)?,
+            log_format: log_format(&cli.log_format)?,
+            history_size: channel.history_size,
+            history_ttl: channel.history_ttl,
+            heartbeat: channel.heartbeat,
+            max_frame: channel.max_frame,
+            conn_queue: channel.conn_queue,
             moderation,
             moderation_fail_closed,
             deny_patterns,
-            redis_prefix,
-            position_check,
+            redis_prefix: redis_prefix(&cli.redis_prefix)?,
+            position_check: position_check(&cli.position_check)?,
             agents: AgentSettings::from_cli(&cli.agents)?,
             realtime: RealtimeSettings::from_cli(&cli.realtime, env)?,
             access: AccessSettings::from_cli(&cli.access)?,
@@ -445,6 +279,12 @@ impl Config {
 
 mod access;
 mod agents;
+mod sections;
+use sections::{
+    ChannelSettings, at_least, cors_origins, in_range, listen_addr, log_format,
+    moderation_settings, nonempty, position_check, redis_prefix, redis_url, session_settings,
+    split_list, upstream_endpoint,
+};
 mod cli;
 mod moderation;
 mod ops;

@@ -115,10 +115,12 @@ impl Application {
                     clients.control.clone(),
                     &config.redis_prefix,
                     &instance_id,
-                    local_calls.clone(),
-                    hub.clone(),
-                    adopt_now.clone(),
-                    &tasks,
+                    crate::realtime::bus::BusParts {
+                        local: local_calls.clone(),
+                        hub: hub.clone(),
+                        adopt_now: adopt_now.clone(),
+                        tasks: tasks.clone(),
+                    },
                 )
                 .await
                 .context("subscribing the control channel")?;

@@ -240,7 +240,7 @@ impl Broker for RedisBroker {
         let json = frame.text();
         let at = json
             .find(marker)
-            .ok_or_else(|| BrokerError::Protocol("envelope layout changed"))?;
+            .ok_or(BrokerError::Protocol("envelope layout changed"))?;
         let head = &json[..at + "\"seq\":".len()];
         let tail = &json[at + marker.len()..];
         let idem = match &event.idempotency_key {

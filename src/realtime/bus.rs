@@ -44,33 +44,137 @@ pub enum RouteError {
     Rejected(String),
 }
 
+/// What the bus serves and signals on this instance.
+pub struct BusParts {
+    /// Calls whose sideband runs here (commands for them are applied).
+    pub local: Arc<DashMap<SessionId, mpsc::Sender<Envelope>>>,
+    /// Closes a revoked session's sockets here.
+    pub hub: Arc<dyn super::SessionCloser>,
+    /// Wakes the janitor when another instance hands its calls over.
+    pub adopt_now: Arc<tokio::sync::Notify>,
+    /// Owns the listener tasks.
+    pub tasks: crate::tasks::Tasks,
+}
+
+type Pending = Arc<DashMap<String, oneshot::Sender<Result<String, String>>>>;
+
+struct Channels {
+    own: String,
+    revoked: String,
+    handover: String,
+}
+
+impl Channels {
+    fn all(&self) -> Vec<String> {
+        vec![
+            self.own.clone(),
+            self.revoked.clone(),
+            self.handover.clone(),
+        ]
+    }
+}
+
+/// The receiving side: what one pub/sub message on the bus's channels means.
+struct Listener {
+    client: Client,
+    prefix: String,
+    me: String,
+    pending: Pending,
+    channels: Channels,
+    parts: BusParts,
+}
+
+impl Listener {
+    fn on_message(&self, channel: &str, text: String) {
+        if channel == self.channels.handover {
+            // Another instance let its calls go: adopt them now.
+            if text != self.me {
+                self.parts.adopt_now.notify_one();
+            }
+            return;
+        }
+        if channel == self.channels.revoked {
+            if let Ok(sid) = text.parse::<SessionId>() {
+                self.parts
+                    .hub
+                    .close_session(&sid, proto_events::CloseCode::SessionExpired);
+            }
+            return;
+        }
+        match serde_json::from_str::<Wire>(&text) {
+            Ok(Wire::Ack { req, by, error }) => {
+                if let Some((_, tx)) = self.pending.remove(&req) {
+                    let _ = tx.send(error.map_or(Ok(by), Err));
+                }
+            }
+            Ok(Wire::Cmd {
+                req,
+                from,
+                sid,
+                cmd,
+            }) => self.apply(req, from, sid, cmd),
+            Err(e) => tracing::warn!(error = %e, "malformed control message"),
+        }
+    }
+
+    /// Applies a routed command through the local sideband and answers the sender.
+    fn apply(&self, req: String, from: String, sid: SessionId, cmd: Command) {
+        let local = self.parts.local.clone();
+        let (client, me) = (self.client.clone(), self.me.clone());
+        let reply_to = format!("{}:ctl:{from}", self.prefix);
+        self.parts.tasks.spawn(async move {
+            let error = match local.get(&sid).map(|t| t.clone()) {
+                None => Some(NOT_OWNER.to_owned()),
+                Some(tx) => {
+                    let (rtx, rrx) = oneshot::channel();
+                    if tx.send((cmd, rtx)).await.is_err() {
+                        Some(NOT_OWNER.to_owned())
+                    } else {
+                        match rrx.await {
+                            Ok(Ok(())) => None,
+                            Ok(Err(e)) => Some(e.to_string()),
+                            Err(_) => Some(NOT_OWNER.to_owned()),
+                        }
+                    }
+                }
+            };
+            let ack = Wire::Ack { req, by: me, error };
+            // An ack is three strings.
+            let body = serde_json::to_string(&ack).expect("acks serialize");
+            let _: Result<i64, _> = client.publish(reply_to, body).await;
+        });
+    }
+}
+
+/// The error an instance answers for a call it does not hold.
+const NOT_OWNER: &str = "not_owner";
+
 /// The control bus of one instance.
 pub struct Bus {
     client: Client,
     prefix: String,
     me: String,
-    pending: Arc<DashMap<String, oneshot::Sender<Result<String, String>>>>,
+    pending: Pending,
 }
 
 impl Bus {
-    /// Subscribes to this instance's channel and serves commands for the calls in `local`.
+    /// Subscribes to this instance's channel (and the broadcasts) and serves commands for
+    /// the calls in `parts.local`.
     pub async fn start(
         client: Client,
         subscriber: SubscriberClient,
         prefix: &str,
         me: &str,
-        local: Arc<DashMap<SessionId, mpsc::Sender<Envelope>>>,
-        hub: Arc<dyn super::SessionCloser>,
-        adopt_now: Arc<tokio::sync::Notify>,
-        tasks: &crate::tasks::Tasks,
+        parts: BusParts,
     ) -> Result<Self, Error> {
-        let channel = format!("{prefix}:ctl:{me}");
-        let revoked = format!("{prefix}:revoked");
-        let handover = format!("{prefix}:handover");
-        subscriber
-            .subscribe(vec![channel.clone(), revoked.clone(), handover.clone()])
-            .await?;
-        let pending: Arc<DashMap<String, oneshot::Sender<Result<String, String>>>> = Arc::default();
+        let channels = Channels {
+            own: format!("{prefix}:ctl:{me}"),
+            revoked: format!("{prefix}:revoked"),
+            handover: format!("{prefix}:handover"),
+        };
+        let all = channels.all();
+        subscriber.subscribe(all.clone()).await?;
+        let pending: Pending = Arc::default();
         let bus = Self {
             client: client.clone(),
             prefix: prefix.to_owned(),
@@ -79,73 +183,28 @@ impl Bus {
         };
         let mut reconnects = subscriber.reconnect_rx();
         let resub = subscriber.clone();
-        let chs = vec![channel.clone(), revoked.clone(), handover.clone()];
-        tasks.spawn(async move {
+        parts.tasks.spawn(async move {
             while reconnects.recv().await.is_ok() {
-                if let Err(e) = resub.subscribe(chs.clone()).await {
+                if let Err(e) = resub.subscribe(all.clone()).await {
                     tracing::warn!(error = %e, "re-subscribing the control channel failed");
                 }
             }
         });
         let mut messages = subscriber.message_rx();
-        let (prefix, me) = (prefix.to_owned(), me.to_owned());
-        let inner_tasks = tasks.clone();
+        let listener = Listener {
+            client,
+            prefix: prefix.to_owned(),
+            me: me.to_owned(),
+            pending,
+            channels,
+            parts,
+        };
+        let tasks = listener.parts.tasks.clone();
         tasks.spawn(async move {
             let _keep = subscriber;
             while let Ok(msg) = messages.recv().await {
-                let Some(text) = msg.value.as_string() else {
-                    continue;
-                };
-                if msg.channel == handover {
-                    // Another instance let its calls go: adopt them now.
-                    if text != me {
-                        adopt_now.notify_one();
-                    }
-                    continue;
-                }
-                if msg.channel == revoked {
-                    if let Ok(sid) = text.parse::<SessionId>() {
-                        hub.close_session(&sid, proto_events::CloseCode::SessionExpired);
-                    }
-                    continue;
-                }
-                match serde_json::from_str::<Wire>(&text) {
-                    Ok(Wire::Ack { req, by, error }) => {
-                        if let Some((_, tx)) = pending.remove(&req) {
-                            let _ = tx.send(error.map_or(Ok(by), Err));
-                        }
-                    }
-                    Ok(Wire::Cmd {
-                        req,
-                        from,
-                        sid,
-                        cmd,
-                    }) => {
-                        let (client, local, prefix, me) =
-                            (client.clone(), local.clone(), prefix.clone(), me.clone());
-                        inner_tasks.spawn(async move {
-                            let error = match local.get(&sid).map(|t| t.clone()) {
-                                None => Some("not_owner".to_owned()),
-                                Some(tx) => {
-                                    let (rtx, rrx) = oneshot::channel();
-                                    if tx.send((cmd, rtx)).await.is_err() {
-                                        Some("not_owner".to_owned())
-                                    } else {
-                                        match rrx.await {
-                                            Ok(Ok(())) => None,
-                                            Ok(Err(e)) => Some(e.to_string()),
-                                            Err(_) => Some("not_owner".to_owned()),
-                                        }
-                                    }
-                                }
-                            };
-                            let ack = Wire::Ack { req, by: me, error };
-                            let body = serde_json::to_string(&ack).expect("acks serialize");
-                            let _: Result<i64, _> =
-                                client.publish(format!("{prefix}:ctl:{from}"), body).await;
-                        });
-                    }
-                    Err(e) => tracing::warn!(error = %e, "malformed control message"),
+                if let Some(text) = msg.value.as_string() {
+                    listener.on_message(&msg.channel, text);
                 }
             }
         });
@@ -201,7 +260,7 @@ impl Bus {
         self.pending.remove(&req);
         match out {
             Ok(Ok(Ok(by))) => Ok(by),
-            Ok(Ok(Err(e))) if e == "not_owner" => Err(RouteError::Unreachable),
+            Ok(Ok(Err(e))) if e == NOT_OWNER => Err(RouteError::Unreachable),
             Ok(Ok(Err(e))) => Err(RouteError::Rejected(e)),
             _ => Err(RouteError::Unreachable),
         }
