@@ -186,7 +186,7 @@ pub async fn decide(
     upstream: Option<&UpstreamClient>,
 ) -> Decision {
     let local = score_local(s, active, last_user_text, tail);
-    if s.orchestration.classifier.as_deref() != Some("llm") {
+    if s.orchestration.classifier != Some(crate::scenario::model::Classifier::Llm) {
         return local;
     }
     match llm(s, active, last_user_text, tail, upstream).await {

@@ -36,8 +36,8 @@ pub struct Scenario {
     pub agents: Vec<Agent>,
     /// Tools by name.
     pub tools: BTreeMap<ToolName, Tool>,
-    /// Orchestration settings (validated: `classifier` is local or llm, `escalate_to` exists).
-    pub orchestration: OrchestrationFile,
+    /// Orchestration settings (the classifier, a known escalation target).
+    pub orchestration: Orchestration,
     /// Where it came from (`builtin:<file>` or a path), for messages.
     pub source: String,
 }
@@ -165,11 +165,10 @@ impl ScenarioFile {
                     .map_err(|e| err(format!("aliases[{i}]"), e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if self.label.trim().is_empty() {
-            return Err(err("label".into(), "must not be empty".into()));
-        }
-        if self.company_name.trim().is_empty() {
-            return Err(err("company_name".into(), "must not be empty".into()));
+        for (field, value) in [("label", &self.label), ("company_name", &self.company_name)] {
+            if value.trim().is_empty() {
+                return Err(err(field.into(), "must not be empty".into()));
+            }
         }
         if self.agents.is_empty() {
             return Err(err(
@@ -177,121 +176,14 @@ impl ScenarioFile {
                 "a scenario needs at least one agent".into(),
             ));
         }
-
-        let mut tools = BTreeMap::new();
-        for (i, t) in self.tools.into_iter().enumerate() {
-            let at = |f: &str| format!("tools[{i}].{f}");
-            let name: ToolName = t
-                .name
-                .parse()
-                .map_err(|e: crate::domain::InvalidId| err(at("name"), e.to_string()))?;
-            if t.description.trim().is_empty() {
-                return Err(err(at("description"), "must not be empty".into()));
-            }
-            check_parameters(&t.parameters).map_err(|m| err(at("parameters"), m))?;
-            if let Some(h) = &t.http {
-                check_http(h).map_err(|(f, m)| err(at(&format!("http.{f}")), m))?;
-            }
-            let tool = Tool {
-                name: name.clone(),
-                description: t.description,
-                parameters: t.parameters,
-                http: t.http,
-            };
-            if tools.insert(name.clone(), tool).is_some() {
-                return Err(err(at("name"), format!("tool {name:?} is declared twice")));
-            }
-        }
-
-        let mut names = HashSet::new();
-        for (i, a) in self.agents.iter().enumerate() {
-            let name: AgentName = a.name.parse().map_err(|e: crate::domain::InvalidId| {
-                err(format!("agents[{i}].name"), e.to_string())
-            })?;
-            if !names.insert(name) {
-                return Err(err(
-                    format!("agents[{i}].name"),
-                    format!("agent {:?} is declared twice", a.name),
-                ));
-            }
-        }
-        let known = self
+        let tools = validate_tools(self.tools, &err)?;
+        let known = agent_names(&self.agents, &err)?;
+        let agents = self
             .agents
-            .iter()
-            .map(|a| a.name.clone())
-            .collect::<Vec<_>>();
-
-        let mut agents = Vec::with_capacity(self.agents.len());
-        for (i, a) in self.agents.into_iter().enumerate() {
-            let at = |f: String| format!("agents[{i}].{f}");
-            if a.instructions.trim().is_empty() {
-                return Err(err(at("instructions".into()), "must not be empty".into()));
-            }
-            let voice = a.voice.unwrap_or_else(|| "sage".to_owned());
-            if !VOICES.contains(&voice.as_str()) {
-                return Err(err(
-                    at("voice".into()),
-                    format!("unknown voice {voice:?}; use one of {}", VOICES.join(", ")),
-                ));
-            }
-            let mut agent_tools = Vec::new();
-            for (j, t) in a.tools.iter().enumerate() {
-                match tools.keys().find(|k| k.as_str() == t) {
-                    Some(k) if !agent_tools.contains(k) => agent_tools.push(k.clone()),
-                    Some(_) => {
-                        return Err(err(
-                            at(format!("tools[{j}]")),
-                            format!("tool {t:?} is listed twice"),
-                        ));
-                    }
-                    None => {
-                        return Err(err(
-                            at(format!("tools[{j}]")),
-                            format!("unknown tool {t:?}: declare it under `tools`"),
-                        ));
-                    }
-                }
-            }
-            let mut handoffs: Vec<AgentName> = Vec::new();
-            for (j, h) in a.handoffs.iter().enumerate() {
-                if h == &a.name {
-                    return Err(err(
-                        at(format!("handoffs[{j}]")),
-                        "an agent cannot hand off to itself".into(),
-                    ));
-                }
-                if !known.contains(h) {
-                    return Err(err(
-                        at(format!("handoffs[{j}]")),
-                        format!("unknown agent {h:?}; agents are {}", known.join(", ")),
-                    ));
-                }
-                let target: AgentName = h.parse().expect("checked against validated names");
-                if handoffs.contains(&target) {
-                    return Err(err(
-                        at(format!("handoffs[{j}]")),
-                        format!("{h:?} is listed twice"),
-                    ));
-                }
-                handoffs.push(target);
-            }
-            agents.push(Agent {
-                name: a.name.parse().expect("validated above"),
-                voice,
-                handoff_description: a.handoff_description,
-                instructions: a.instructions,
-                tools: agent_tools,
-                handoffs,
-                keywords: a
-                    .keywords
-                    .iter()
-                    .map(|k| k.trim().to_lowercase())
-                    .filter(|k| !k.is_empty())
-                    .collect(),
-                examples: a.examples,
-            });
-        }
-
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| validate_agent(i, a, &tools, &known, &err))
+            .collect::<Result<Vec<_>, _>>()?;
         let default_root = match self.default_root {
             None => agents[0].name.clone(),
             Some(r) => agents
@@ -305,24 +197,7 @@ impl ScenarioFile {
                     )
                 })?,
         };
-
-        let orchestration = self.orchestration;
-        if let Some(c) = &orchestration.classifier
-            && !matches!(c.as_str(), "local" | "llm")
-        {
-            return Err(err(
-                "orchestration.classifier".into(),
-                format!("{c:?}: use local or llm"),
-            ));
-        }
-        if let Some(e) = &orchestration.escalate_to
-            && !agents.iter().any(|a| a.name.as_str() == e)
-        {
-            return Err(err(
-                "orchestration.escalate_to".into(),
-                format!("unknown agent {e:?}; agents are {}", known.join(", ")),
-            ));
-        }
+        let orchestration = validate_orchestration(self.orchestration, &known, &err)?;
         Ok(Scenario {
             id,
             label: self.label,
@@ -336,4 +211,181 @@ impl ScenarioFile {
             source: file.to_owned(),
         })
     }
+}
+
+/// Builds a [`ScenarioError`] for a field of the file being validated.
+type Err<'a> = dyn Fn(String, String) -> ScenarioError + 'a;
+
+fn validate_tools(
+    files: Vec<ToolFile>,
+    err: &Err<'_>,
+) -> Result<BTreeMap<ToolName, Tool>, ScenarioError> {
+    let mut tools = BTreeMap::new();
+    for (i, t) in files.into_iter().enumerate() {
+        let at = |f: &str| format!("tools[{i}].{f}");
+        let name: ToolName = t
+            .name
+            .parse()
+            .map_err(|e: crate::domain::InvalidId| err(at("name"), e.to_string()))?;
+        if t.description.trim().is_empty() {
+            return Err(err(at("description"), "must not be empty".into()));
+        }
+        check_parameters(&t.parameters).map_err(|m| err(at("parameters"), m))?;
+        if let Some(h) = &t.http {
+            check_http(h).map_err(|(f, m)| err(at(&format!("http.{f}")), m))?;
+        }
+        let tool = Tool {
+            name: name.clone(),
+            description: t.description,
+            parameters: t.parameters,
+            http: t.http,
+        };
+        if tools.insert(name.clone(), tool).is_some() {
+            return Err(err(at("name"), format!("tool {name:?} is declared twice")));
+        }
+    }
+    Ok(tools)
+}
+
+/// Every agent's name, checked to be valid and unique.
+fn agent_names(agents: &[AgentFile], err: &Err<'_>) -> Result<Vec<String>, ScenarioError> {
+    let mut names = HashSet::new();
+    for (i, a) in agents.iter().enumerate() {
+        let name: AgentName = a.name.parse().map_err(|e: crate::domain::InvalidId| {
+            err(format!("agents[{i}].name"), e.to_string())
+        })?;
+        if !names.insert(name) {
+            return Err(err(
+                format!("agents[{i}].name"),
+                format!("agent {:?} is declared twice", a.name),
+            ));
+        }
+    }
+    Ok(agents.iter().map(|a| a.name.clone()).collect())
+}
+
+fn validate_agent(
+    i: usize,
+    a: AgentFile,
+    tools: &BTreeMap<ToolName, Tool>,
+    known: &[String],
+    err: &Err<'_>,
+) -> Result<Agent, ScenarioError> {
+    let at = |f: String| format!("agents[{i}].{f}");
+    if a.instructions.trim().is_empty() {
+        return Err(err(at("instructions".into()), "must not be empty".into()));
+    }
+    let voice = a.voice.unwrap_or_else(|| "sage".to_owned());
+    if !VOICES.contains(&voice.as_str()) {
+        return Err(err(
+            at("voice".into()),
+            format!("unknown voice {voice:?}; use one of {}", VOICES.join(", ")),
+        ));
+    }
+    let mut agent_tools = Vec::new();
+    for (j, t) in a.tools.iter().enumerate() {
+        match tools.keys().find(|k| k.as_str() == t) {
+            Some(k) if !agent_tools.contains(k) => agent_tools.push(k.clone()),
+            Some(_) => {
+                return Err(err(
+                    at(format!("tools[{j}]")),
+                    format!("tool {t:?} is listed twice"),
+                ));
+            }
+            None => {
+                return Err(err(
+                    at(format!("tools[{j}]")),
+                    format!("unknown tool {t:?}: declare it under `tools`"),
+                ));
+            }
+        }
+    }
+    let mut handoffs: Vec<AgentName> = Vec::new();
+    for (j, h) in a.handoffs.iter().enumerate() {
+        let problem = if h == &a.name {
+            Some("an agent cannot hand off to itself".to_owned())
+        } else if !known.contains(h) {
+            Some(format!(
+                "unknown agent {h:?}; agents are {}",
+                known.join(", ")
+            ))
+        } else if handoffs.iter().any(|x| x.as_str() == h) {
+            Some(format!("{h:?} is listed twice"))
+        } else {
+            None
+        };
+        if let Some(m) = problem {
+            return Err(err(at(format!("handoffs[{j}]")), m));
+        }
+        // `known` holds only names that parsed (checked by `agent_names`).
+        handoffs.push(h.parse().expect("a known agent name is valid"));
+    }
+    Ok(Agent {
+        // Checked by `agent_names`.
+        name: a.name.parse().expect("agent names were validated"),
+        voice,
+        handoff_description: a.handoff_description,
+        instructions: a.instructions,
+        tools: agent_tools,
+        handoffs,
+        keywords: a
+            .keywords
+            .iter()
+            .map(|k| k.trim().to_lowercase())
+            .filter(|k| !k.is_empty())
+            .collect(),
+        examples: a.examples,
+    })
+}
+
+fn validate_orchestration(
+    o: OrchestrationFile,
+    known: &[String],
+    err: &Err<'_>,
+) -> Result<Orchestration, ScenarioError> {
+    let classifier = match o.classifier.as_deref() {
+        None => None,
+        Some("local") => Some(Classifier::Local),
+        Some("llm") => Some(Classifier::Llm),
+        Some(c) => {
+            return Err(err(
+                "orchestration.classifier".into(),
+                format!("{c:?}: use local or llm"),
+            ));
+        }
+    };
+    if let Some(e) = &o.escalate_to
+        && !known.contains(e)
+    {
+        return Err(err(
+            "orchestration.escalate_to".into(),
+            format!("unknown agent {e:?}; agents are {}", known.join(", ")),
+        ));
+    }
+    Ok(Orchestration {
+        classifier,
+        escalate_to: o.escalate_to,
+        escalate_keywords: o.escalate_keywords,
+    })
+}
+
+/// Which classifier chooses the agent in charge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Classifier {
+    /// Keyword and example scoring.
+    Local,
+    /// A model picks among the reachable agents (the local scorer answers when it cannot).
+    Llm,
+}
+
+/// A scenario's validated orchestration settings.
+#[derive(Debug, Clone, Default)]
+pub struct Orchestration {
+    /// The classifier the file names; `None` when it names none (the local scorer answers
+    /// `/api/orchestrate`, and a call's sideband does not orchestrate on its own).
+    pub classifier: Option<Classifier>,
+    /// An agent reachable from anywhere when the user is upset (an agent of the scenario).
+    pub escalate_to: Option<String>,
+    /// Words or phrases that trigger the escalation.
+    pub escalate_keywords: Vec<String>,
 }
