@@ -22,25 +22,15 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::TokenIssuer;
-use crate::broker::Broker;
-use crate::broker::memory::MemoryBroker;
-use crate::broker::redis::{RedisBroker, RedisClients, redact};
 use crate::config::Config;
 use crate::error::{json_error_layer, not_found_fallback, panic_response};
-use crate::memory::AgentMemory;
-use crate::memory::local::InMemory;
-use crate::memory::redis::RedisMemory;
-use crate::realtime::Calls;
-use crate::realtime::bus::Bus;
-use crate::realtime::lease::{MemoryLeases, RedisLeases};
 use crate::scenario::ScenarioRegistry;
 use crate::sessions::{SessionSettings, Sessions};
 use crate::state::{AppState, Inner};
-use crate::store::SessionStore;
-use crate::store::memory::MemoryStore;
-use crate::store::redis::RedisStore;
 use crate::upstream::UpstreamClient;
 use crate::ws::hub::Hub;
+
+mod backends;
 
 /// A built application, bound to its port and ready to serve.
 pub struct Application {
@@ -68,70 +58,26 @@ impl Application {
         let upstream =
             UpstreamClient::from_config(&config).context("building the upstream client")?;
         let hub = Hub::new(config.conn_queue);
-        let agents = &config.agents;
         let instance_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let local_calls = Arc::new(dashmap::DashMap::new());
         let tasks = crate::tasks::Tasks::new();
         let adopt_now = Arc::new(tokio::sync::Notify::new());
-        let (broker, store, memory, calls) = match &config.redis_url {
-            None => (
-                MemoryBroker::new(hub.clone(), config.history_size, config.history_ttl)
-                    as Arc<dyn Broker>,
-                MemoryStore::new(config.session_ttl) as Arc<dyn SessionStore>,
-                Arc::new(InMemory::new(agents.memory_max_items).with_ttl(agents.memory_ttl))
-                    as Arc<dyn AgentMemory>,
-                Calls::new(Arc::new(MemoryLeases::default()), local_calls, None),
-            ),
-            Some(url) => {
-                let mut clients = RedisClients::connect(url)
-                    .await
-                    .with_context(|| format!("connecting to Redis at {}", redact(url)))?;
-                clients.min_replicas = config.ops.redis_min_replicas;
-                if clients.cluster {
-                    tracing::info!("Redis Cluster: sharded pub/sub, hash-tagged memory keys");
-                }
-                let broker = RedisBroker::new(
-                    &clients,
-                    &config.redis_prefix,
-                    hub.clone(),
-                    config.history_size,
-                    config.history_ttl,
-                );
-                spawn_position_check(&tasks, &broker, config.position_check);
-                let store = RedisStore::new(
-                    clients.client.clone(),
-                    &config.redis_prefix,
-                    config.session_ttl,
-                );
-                let memory = RedisMemory::new(
-                    clients.client.clone(),
-                    &agents.memory_prefix,
-                    agents.memory_max_items,
-                    Some(agents.memory_ttl),
-                )
-                .hash_tagged(clients.cluster);
-                let bus = Bus::start(
-                    clients.client.clone(),
-                    clients.control.clone(),
-                    &config.redis_prefix,
-                    &instance_id,
-                    crate::realtime::bus::BusParts {
-                        local: local_calls.clone(),
-                        hub: hub.clone(),
-                        adopt_now: adopt_now.clone(),
-                        tasks: tasks.clone(),
-                    },
-                )
-                .await
-                .context("subscribing the control channel")?;
-                let leases = RedisLeases::new(clients.client.clone(), &config.redis_prefix);
-                (
-                    broker as Arc<dyn Broker>,
-                    Arc::new(store) as Arc<dyn SessionStore>,
-                    Arc::new(memory) as Arc<dyn AgentMemory>,
-                    Calls::new(Arc::new(leases), local_calls, Some(bus)),
-                )
-            }
+        let shared = backends::Shared {
+            config: &config,
+            hub: &hub,
+            instance_id: &instance_id,
+            local_calls,
+            tasks: &tasks,
+            adopt_now: &adopt_now,
+        };
+        let backends::Backends {
+            broker,
+            store,
+            memory,
+            calls,
+        } = match &config.redis_url {
+            None => backends::embedded(shared),
+            Some(url) => backends::redis(url, shared).await?,
         };
         let scenarios = Arc::new(scenarios);
         let tools = Arc::new(tools);
@@ -369,20 +315,6 @@ const SECURITY_HEADERS: [(&str, &str); 5] = [
         "max-age=63072000; includeSubDomains",
     ),
 ];
-
-/// Runs the Redis broker's position check every `every` while the broker lives.
-fn spawn_position_check(tasks: &crate::tasks::Tasks, broker: &Arc<RedisBroker>, every: Duration) {
-    let weak = Arc::downgrade(broker);
-    tasks.spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let Some(b) = weak.upgrade() else { break };
-            b.check_positions().await;
-        }
-    });
-}
 
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     if origins.is_empty() {

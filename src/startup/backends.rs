@@ -1,0 +1,128 @@
+//! The backends of one instance, chosen once at startup: in process memory (embedded
+//! mode) or on Redis (one Redis or a Redis Cluster), behind the same traits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use dashmap::DashMap;
+use tokio::sync::{Notify, mpsc};
+
+use crate::broker::Broker;
+use crate::broker::memory::MemoryBroker;
+use crate::broker::redis::{RedisBroker, RedisClients, redact};
+use crate::config::Config;
+use crate::domain::SessionId;
+use crate::memory::AgentMemory;
+use crate::memory::local::InMemory;
+use crate::memory::redis::RedisMemory;
+use crate::realtime::Calls;
+use crate::realtime::bus::{Bus, BusParts};
+use crate::realtime::lease::{MemoryLeases, RedisLeases};
+use crate::realtime::sideband::Envelope;
+use crate::store::SessionStore;
+use crate::store::memory::MemoryStore;
+use crate::store::redis::RedisStore;
+use crate::tasks::Tasks;
+use crate::ws::hub::Hub;
+
+/// What the backends are built from.
+pub(super) struct Shared<'a> {
+    pub config: &'a Config,
+    pub hub: &'a Arc<Hub>,
+    pub instance_id: &'a str,
+    pub local_calls: Arc<DashMap<SessionId, mpsc::Sender<Envelope>>>,
+    pub tasks: &'a Tasks,
+    pub adopt_now: &'a Arc<Notify>,
+}
+
+/// The chosen backends.
+pub(super) struct Backends {
+    pub broker: Arc<dyn Broker>,
+    pub store: Arc<dyn SessionStore>,
+    pub memory: Arc<dyn AgentMemory>,
+    pub calls: Calls,
+}
+
+/// Embedded mode: everything in process memory.
+pub(super) fn embedded(s: Shared<'_>) -> Backends {
+    let (config, agents) = (s.config, &s.config.agents);
+    Backends {
+        broker: MemoryBroker::new(s.hub.clone(), config.history_size, config.history_ttl),
+        store: MemoryStore::new(config.session_ttl),
+        memory: Arc::new(InMemory::new(agents.memory_max_items).with_ttl(agents.memory_ttl)),
+        calls: Calls::new(Arc::new(MemoryLeases::default()), s.local_calls, None),
+    }
+}
+
+/// Redis mode: state, histories, memory and leases on Redis; the control bus on its pub/sub.
+pub(super) async fn redis(url: &str, s: Shared<'_>) -> anyhow::Result<Backends> {
+    let (config, agents) = (s.config, &s.config.agents);
+    let mut clients = RedisClients::connect(url)
+        .await
+        .with_context(|| format!("connecting to Redis at {}", redact(url)))?;
+    clients.min_replicas = config.ops.redis_min_replicas;
+    if clients.cluster {
+        tracing::info!("Redis Cluster: sharded pub/sub, hash-tagged memory keys");
+    }
+    let broker = RedisBroker::new(
+        &clients,
+        &config.redis_prefix,
+        s.hub.clone(),
+        config.history_size,
+        config.history_ttl,
+    );
+    spawn_position_check(s.tasks, &broker, config.position_check);
+    let store = RedisStore::new(
+        clients.client.clone(),
+        &config.redis_prefix,
+        config.session_ttl,
+    );
+    let memory = RedisMemory::new(
+        clients.client.clone(),
+        &agents.memory_prefix,
+        agents.memory_max_items,
+        Some(agents.memory_ttl),
+    )
+    .hash_tagged(clients.cluster);
+    let parts = BusParts {
+        local: s.local_calls.clone(),
+        hub: s.hub.clone(),
+        adopt_now: s.adopt_now.clone(),
+        tasks: s.tasks.clone(),
+    };
+    let bus = Bus::start(
+        clients.client.clone(),
+        clients.control.clone(),
+        &config.redis_prefix,
+        s.instance_id,
+        parts,
+    )
+    .await
+    .context("subscribing the control channel")?;
+    let leases = RedisLeases::new(clients.client.clone(), &config.redis_prefix);
+    Ok(Backends {
+        broker,
+        store: Arc::new(store),
+        memory: Arc::new(memory),
+        calls: Calls::new(Arc::new(leases), s.local_calls, Some(bus)),
+    })
+}
+
+/// Runs the Redis broker's position check every `every` while the broker lives.
+pub(super) fn spawn_position_check(
+    tasks: &crate::tasks::Tasks,
+    broker: &Arc<RedisBroker>,
+    every: Duration,
+) {
+    let weak = Arc::downgrade(broker);
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(b) = weak.upgrade() else { break };
+            b.check_positions().await;
+        }
+    });
+}
