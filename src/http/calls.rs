@@ -29,7 +29,6 @@ use crate::sessions::{Switch, SwitchSource};
 use crate::state::AppState;
 use crate::upstream::UpstreamError;
 use crate::upstream::realtime::session_config;
-use proto_events::events::CallStarted;
 
 /// `?session_id=`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -83,31 +82,7 @@ pub async fn create_call(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (sid, claims) = authorize(&state, &headers, &q.session_id)?;
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let (sdp, root) = if ct.starts_with("application/json") {
-        let r: CallRequest = serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_body",
-                e.to_string(),
-            )
-        })?;
-        (r.sdp, r.root_agent)
-    } else {
-        (
-            String::from_utf8(body.to_vec())
-                .map_err(|_| invalid_sdp("the SDP offer is not UTF-8"))?,
-            None,
-        )
-    };
-    if !sdp.trim_start().starts_with("v=") {
-        return Err(invalid_sdp(
-            "the body is not an SDP offer (it must start with `v=`)",
-        ));
-    }
+    let (sdp, root) = parse_offer(&headers, &body)?;
     let upstream = state.upstream()?;
     let (s, _) = crate::sessions::lifecycle::ensure_session(&state.sessions, &sid, &claims).await?;
     let scenario = state
@@ -126,8 +101,63 @@ pub async fn create_call(
     let mut session = session_config(&state.config, Some(&view.voice), Some(&view.instructions));
     session["tools"] = json!(view.tools);
     session["tool_choice"] = json!("auto");
+    let (call_id, answer) = upstream_call(upstream, &sdp, &session).await?;
+    let sw = Switch {
+        from: s.active_agent.to_string(),
+        to: agent.name.to_string(),
+        source: SwitchSource::Client,
+        reason: "root_agent of the call".into(),
+        confidence: 1.0,
+    };
+    state.call_deps.start_call(&sid, &call_id, sw).await?;
+    Ok((
+        StatusCode::CREATED,
+        [
+            (header::CONTENT_TYPE, "application/sdp".to_owned()),
+            (header::LOCATION, format!("/api/realtime/calls/{call_id}")),
+        ],
+        answer,
+    )
+        .into_response())
+}
+
+/// The offer and the optional `root_agent`: `application/sdp`, or JSON `{sdp, root_agent}`.
+fn parse_offer(headers: &HeaderMap, body: &Bytes) -> Result<(String, Option<String>), ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let (sdp, root) = if ct.starts_with("application/json") {
+        let r: CallRequest = serde_json::from_slice(body).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                e.to_string(),
+            )
+        })?;
+        (r.sdp, r.root_agent)
+    } else {
+        let sdp = String::from_utf8(body.to_vec())
+            .map_err(|_| invalid_sdp("the SDP offer is not UTF-8"))?;
+        (sdp, None)
+    };
+    if !sdp.trim_start().starts_with("v=") {
+        return Err(invalid_sdp(
+            "the body is not an SDP offer (it must start with `v=`)",
+        ));
+    }
+    Ok((sdp, root))
+}
+
+/// Creates the call upstream; returns its id and the SDP answer. An upstream 4xx about the
+/// offer (not auth or rate) is the client's `400 invalid_sdp`.
+async fn upstream_call(
+    upstream: &crate::upstream::UpstreamClient,
+    sdp: &str,
+    session: &serde_json::Value,
+) -> Result<(String, String), ApiError> {
     let (location, answer) = upstream
-        .create_call(&sdp, &session)
+        .create_call(sdp, session)
         .await
         .map_err(|e| match e {
             UpstreamError::Status {
@@ -149,45 +179,7 @@ pub async fn create_call(
         ))
         .into());
     }
-    let sw = Switch {
-        from: s.active_agent.to_string(),
-        to: agent.name.to_string(),
-        source: SwitchSource::Client,
-        reason: "root_agent of the call".into(),
-        confidence: 1.0,
-    };
-    state.sessions.switch_agent(&sid, sw).await?;
-    state.calls.leases.register(&sid, &call_id).await?;
-    let started = CallStarted {
-        call_id: call_id.clone(),
-        agent: agent.name.to_string(),
-    };
-    state.sessions.publish(&sid, &started).await?;
-    match state
-        .calls
-        .leases
-        .acquire(&sid, &state.instance_id, state.config.realtime.lease_ttl)
-        .await
-    {
-        Ok(Some(lease)) => crate::realtime::sideband::spawn(
-            state.call_deps.clone(),
-            sid.clone(),
-            call_id.clone(),
-            lease,
-        ),
-        Ok(None) => {}
-        // The janitor of some instance adopts it once the lease store answers again.
-        Err(e) => tracing::warn!(error = %e, call_id, "could not take the call's lease now"),
-    }
-    Ok((
-        StatusCode::CREATED,
-        [
-            (header::CONTENT_TYPE, "application/sdp".to_owned()),
-            (header::LOCATION, format!("/api/realtime/calls/{call_id}")),
-        ],
-        answer,
-    )
-        .into_response())
+    Ok((call_id, answer))
 }
 
 /// Ends a call.

@@ -75,6 +75,35 @@ impl CallDeps {
         &self.calls.leases
     }
 
+    /// Starts owning a call the upstream accepted: makes the call's agent the active one
+    /// (`agent.switch` when it changes), records the call, publishes `call.started`, takes
+    /// the lease and attaches the sideband here. When the lease store cannot be reached now,
+    /// some instance's janitor adopts the call once it can.
+    pub async fn start_call(
+        self: &Arc<Self>,
+        sid: &SessionId,
+        call_id: &str,
+        agent: crate::sessions::Switch,
+    ) -> Result<(), crate::sessions::SessionError> {
+        let name = agent.to.clone();
+        self.sessions.switch_agent(sid, agent).await?;
+        self.leases().register(sid, call_id).await?;
+        let started = proto_events::events::CallStarted {
+            call_id: call_id.to_owned(),
+            agent: name,
+        };
+        self.sessions.publish(sid, &started).await?;
+        let ttl = self.realtime.lease_ttl;
+        match self.leases().acquire(sid, &self.instance_id, ttl).await {
+            Ok(Some(lease)) => {
+                sideband::spawn(self.clone(), sid.clone(), call_id.to_owned(), lease);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, call_id, "could not take the call's lease now"),
+        }
+        Ok(())
+    }
+
     /// Hands this instance's calls over (SIGTERM): stops every sideband, which releases its
     /// lease without ending the call, waits up to `within` for them, then tells the other
     /// instances to adopt now rather than at their next janitor pass. Returns how many

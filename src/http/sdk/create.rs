@@ -31,108 +31,26 @@ pub async fn create(
         Some(s) => parse_id(s)?,
         None => SessionId::generate(),
     };
-    if req.session_id.is_some() {
-        if let Some(spec) = load_spec(&state.sessions, &id).await? {
-            let holder =
-                api_key || given.is_some_and(|t| state.tokens.verify_agent(t, id.as_str()).is_ok());
-            if !holder {
-                return Err(exists(
-                    &id,
-                    "send its token (or the server API key) to get it again",
-                ));
-            }
-            return Ok((StatusCode::OK, Json(answer(&state, spec, false))));
-        }
-        if !api_key
-            && !state
-                .memory
-                .get_items(id.as_str(), Some(1))
-                .await?
-                .is_empty()
-        {
-            return Err(exists(
-                &id,
-                "its memory exists (e.g. written by an Agents SDK RedisSession); adopting it needs the server API key",
-            ));
-        }
+    if req.session_id.is_some()
+        && let Some(spec) = existing(&state, &id, given, api_key).await?
+    {
+        return Ok((StatusCode::OK, Json(answer(&state, spec, false))));
     }
     let mut scenario_id = req.scenario_id.clone();
-    let mut agent_name = bounded("agent_name", req.agent_name, 64)?;
+    let mut agent_name = bounded("agent_name", req.agent_name.clone(), 64)?;
     if let Some(rt) = &req.realtime_session_id {
-        let rsid = parse_id(rt)?;
-        let token = given.ok_or(TokenError::Missing)?;
-        let claims = if api_key {
-            None
-        } else {
-            Some(state.tokens.verify(token, rt)?)
-        };
-        let rt_state = match claims {
-            Some(c) => {
-                crate::sessions::lifecycle::ensure_session(&state.sessions, &rsid, &c)
-                    .await?
-                    .0
-            }
-            None => state.store.get(&rsid).await?.ok_or_else(|| {
-                ApiError::not_found(
-                    "unknown_session",
-                    format!("session {rsid} does not exist or has expired"),
-                )
-            })?,
-        };
-        match &scenario_id {
-            None => scenario_id = Some(rt_state.scenario_id.to_string()),
-            Some(s)
-                if state.scenarios.resolve(s).map(|x| x.id.clone())
-                    != Some(rt_state.scenario_id.clone()) =>
-            {
-                return Err(ApiError::bad_request(
-                    "scenario_mismatch",
-                    format!(
-                        "the realtime session runs scenario {}; a linked agent session uses the same",
-                        rt_state.scenario_id
-                    ),
-                ));
-            }
-            Some(_) => {}
-        }
-        if agent_name.is_none() {
-            agent_name = Some(rt_state.active_agent.to_string());
-        }
+        let (scn, agent) = linked(&state, rt, given, api_key, scenario_id.as_deref()).await?;
+        scenario_id = Some(scn);
+        agent_name = agent_name.or(Some(agent));
     }
-    let instructions = req.instructions.unwrap_or_default();
-    let (agent_name, scenario_id) = match &scenario_id {
-        Some(s) => {
-            let scenario = state
-                .scenarios
-                .resolve(s)
-                .ok_or_else(|| crate::http::scenarios::unknown_scenario(&state, s, true))?;
-            let agent = scenario.agent_or_default(agent_name.as_deref())?;
-            if !req.tools.is_empty() {
-                return Err(ApiError::bad_request(
-                    "invalid_body",
-                    "`tools` is for free-form agents; a scenario agent has its scenario's tools",
-                ));
-            }
-            (agent.name.to_string(), Some(scenario.id.to_string()))
-        }
-        None => {
-            if instructions.trim().is_empty() {
-                return Err(ApiError::bad_request(
-                    "invalid_body",
-                    "`instructions` is required unless `scenario_id` (or `realtime_session_id`) is given",
-                ));
-            }
-            for t in &req.tools {
-                if state.tools.get(t).is_none() {
-                    return Err(ApiError::bad_request(
-                        "unknown_tool",
-                        format!("unknown tool {t:?}; GET /api/tools lists them"),
-                    ));
-                }
-            }
-            (agent_name.unwrap_or_else(|| "assistant".to_owned()), None)
-        }
-    };
+    let instructions = req.instructions.clone().unwrap_or_default();
+    let (agent_name, scenario_id) = agent_of(
+        &state,
+        &req,
+        scenario_id.as_deref(),
+        agent_name,
+        &instructions,
+    )?;
     let now = now_rfc3339();
     let spec = AgentSpec {
         session_id: id.to_string(),
@@ -169,4 +87,117 @@ fn answer(state: &AppState, spec: AgentSpec, created: bool) -> CreateResponse {
         expires_at,
         created,
     }
+}
+
+/// An existing agent session `id`, for its token holder (or the server API key). 409 for
+/// anyone else, and when only its memory exists (adopting that needs the API key).
+async fn existing(
+    state: &AppState,
+    id: &SessionId,
+    given: Option<&str>,
+    api_key: bool,
+) -> Result<Option<AgentSpec>, ApiError> {
+    if let Some(spec) = load_spec(&state.sessions, id).await? {
+        let holder =
+            api_key || given.is_some_and(|t| state.tokens.verify_agent(t, id.as_str()).is_ok());
+        if !holder {
+            return Err(exists(
+                id,
+                "send its token (or the server API key) to get it again",
+            ));
+        }
+        return Ok(Some(spec));
+    }
+    if !api_key
+        && !state
+            .memory
+            .get_items(id.as_str(), Some(1))
+            .await?
+            .is_empty()
+    {
+        return Err(exists(
+            id,
+            "its memory exists (e.g. written by an Agents SDK RedisSession); adopting it needs the server API key",
+        ));
+    }
+    Ok(None)
+}
+
+/// The scenario and active agent of the realtime session `rt` an agent session links to
+/// (its token, or the server API key, is required); a different `scenario_id` is refused.
+async fn linked(
+    state: &AppState,
+    rt: &str,
+    given: Option<&str>,
+    api_key: bool,
+    scenario_id: Option<&str>,
+) -> Result<(String, String), ApiError> {
+    let rsid = parse_id(rt)?;
+    let token = given.ok_or(TokenError::Missing)?;
+    let rt_state = if api_key {
+        state.store.get(&rsid).await?.ok_or_else(|| {
+            ApiError::not_found(
+                "unknown_session",
+                format!("session {rsid} does not exist or has expired"),
+            )
+        })?
+    } else {
+        let claims = state.tokens.verify(token, rt)?;
+        crate::sessions::lifecycle::ensure_session(&state.sessions, &rsid, &claims)
+            .await?
+            .0
+    };
+    if let Some(s) = scenario_id
+        && state.scenarios.resolve(s).map(|x| x.id.clone()) != Some(rt_state.scenario_id.clone())
+    {
+        return Err(ApiError::bad_request(
+            "scenario_mismatch",
+            format!(
+                "the realtime session runs scenario {}; a linked agent session uses the same",
+                rt_state.scenario_id
+            ),
+        ));
+    }
+    Ok((
+        rt_state.scenario_id.to_string(),
+        rt_state.active_agent.to_string(),
+    ))
+}
+
+/// The agent (and canonical scenario id) a new session runs: a scenario's agent, or a
+/// free-form agent with instructions and registered tools.
+fn agent_of(
+    state: &AppState,
+    req: &CreateRequest,
+    scenario_id: Option<&str>,
+    agent_name: Option<String>,
+    instructions: &str,
+) -> Result<(String, Option<String>), ApiError> {
+    if let Some(s) = scenario_id {
+        let scenario = state
+            .scenarios
+            .resolve(s)
+            .ok_or_else(|| crate::http::scenarios::unknown_scenario(state, s, true))?;
+        let agent = scenario.agent_or_default(agent_name.as_deref())?;
+        if !req.tools.is_empty() {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "`tools` is for free-form agents; a scenario agent has its scenario's tools",
+            ));
+        }
+        return Ok((agent.name.to_string(), Some(scenario.id.to_string())));
+    }
+    if instructions.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "`instructions` is required unless `scenario_id` (or `realtime_session_id`) is given",
+        ));
+    }
+    if let Some(t) = req.tools.iter().find(|t| state.tools.get(t).is_none()) {
+        return Err(ApiError::bad_request(
+            "unknown_tool",
+            format!("unknown tool {t:?}; GET /api/tools lists them"),
+        ));
+    }
+    Ok((agent_name.unwrap_or_else(|| "assistant".to_owned()), None))
 }
