@@ -80,27 +80,7 @@ pub async fn orchestrate(
     headers: HeaderMap,
     Json(req): Json<OrchestrationRequest>,
 ) -> Result<Json<OrchestrationDecision>, ApiError> {
-    let mut tail = Vec::with_capacity(req.transcript_tail.len());
-    for (i, v) in req.transcript_tail.iter().enumerate() {
-        let text = match v {
-            Value::String(s) => Some(s.as_str()),
-            Value::Object(o) => o
-                .get("text")
-                .or_else(|| o.get("content"))
-                .and_then(Value::as_str),
-            _ => None,
-        };
-        tail.push(
-            text.ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_body",
-                    format!("transcript_tail[{i}] must be a string or an object with `text`"),
-                )
-            })?
-            .to_owned(),
-        );
-    }
+    let tail = transcript_lines(&req.transcript_tail)?;
     let session = optional_session(&state, &headers, req.session_id.as_deref()).await?;
     let (scenario, active_name) = match &session {
         Some((_, s)) => (
@@ -170,4 +150,28 @@ pub async fn orchestrate(
         }
     }
     Ok(Json(out))
+}
+
+/// The transcript tail as lines: strings, or objects with `text` (or `content`).
+fn transcript_lines(tail: &[Value]) -> Result<Vec<String>, ApiError> {
+    tail.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let text = match v {
+                Value::String(s) => Some(s.as_str()),
+                Value::Object(o) => o
+                    .get("text")
+                    .or_else(|| o.get("content"))
+                    .and_then(Value::as_str),
+                _ => None,
+            };
+            text.map(str::to_owned).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    format!("transcript_tail[{i}] must be a string or an object with `text`"),
+                )
+            })
+        })
+        .collect()
 }

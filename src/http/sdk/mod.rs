@@ -232,51 +232,15 @@ pub async fn message(
     Json(req): Json<MessageRequest>,
 ) -> Result<Json<MessageResponse>, ApiError> {
     let id = authorize(&state, &headers, &req.session_id)?;
-    if req.user_input.trim().is_empty() {
-        return Err(ApiError::bad_request(
-            "invalid_body",
-            "`user_input` must not be blank",
-        ));
-    }
-    let max_iterations = req
-        .max_iterations
-        .unwrap_or(state.config.agents.max_iterations);
-    if !(1..=MAX_ITERATIONS).contains(&max_iterations) {
-        return Err(ApiError::bad_request(
-            "invalid_body",
-            format!("`max_iterations` must be 1 to {MAX_ITERATIONS}"),
-        ));
-    }
-    let cmid = req.client_message_id.clone();
-    if let Some(c) = &cmid {
-        let ok = (1..=128).contains(&c.len())
-            && c.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
-        if !ok {
-            return Err(ApiError::bad_request(
-                "invalid_body",
-                "`client_message_id` must be 1-128 characters from [A-Za-z0-9_.:-]",
-            ));
-        }
-    }
-    let o = req.agent.unwrap_or(AgentOverride {
-        name: None,
-        instructions: None,
-        model: None,
-    });
-    let msg = Message {
-        user_input: req.user_input,
-        agent: bounded("agent.name", o.name, 64)?,
-        instructions: o.instructions,
-        model: bounded("agent.model", o.model, 128)?,
-        max_iterations,
-        client_message_id: cmid.clone(),
-    };
+    let msg = parse_message(&state, req)?;
     state.upstream()?;
     if load_spec(&state.sessions, &id).await?.is_none() {
         return Err(unknown_agent_session(&id).into());
     }
-    let key = cmid.map(|c| format!("agent:msg:{c}"));
+    let key = msg
+        .client_message_id
+        .as_ref()
+        .map(|c| format!("agent:msg:{c}"));
     let claim = key.as_deref().map(|key| Claim {
         store: state.store.as_ref(),
         session: &id,
@@ -285,29 +249,11 @@ pub async fn message(
     });
     if let Some(c) = &claim {
         let wait = state.config.agents.queue_wait + state.config.upstream_timeout * 2;
-        match c.claim_or_wait::<MessageResponse>(wait).await {
-            Ok(None) => {}
-            Ok(Some(first)) => {
-                return Ok(Json(MessageResponse {
-                    duplicate: true,
-                    ..first
-                }));
-            }
-            Err(ClaimError::InProgress) => {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "message_in_progress",
-                    "a message with this client_message_id is still running; retry later",
-                )
-                .with_retry_after(1));
-            }
-            Err(ClaimError::Unreadable(e)) => {
-                return Err(ApiError::internal(
-                    "a stored agent answer is unreadable",
-                    &e,
-                ));
-            }
-            Err(ClaimError::Store(e)) => return Err(e.into()),
+        if let Some(first) = first_answer(c, wait).await? {
+            return Ok(Json(MessageResponse {
+                duplicate: true,
+                ..first
+            }));
         }
     }
     let outcome = match run_message(&state.sessions, &id, msg).await {
@@ -337,6 +283,70 @@ pub async fn message(
         c.answer(&resp).await?;
     }
     Ok(Json(resp))
+}
+
+/// The checked message of a `message` request.
+fn parse_message(state: &AppState, req: MessageRequest) -> Result<Message, ApiError> {
+    if req.user_input.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "`user_input` must not be blank",
+        ));
+    }
+    let max_iterations = req
+        .max_iterations
+        .unwrap_or(state.config.agents.max_iterations);
+    if !(1..=MAX_ITERATIONS).contains(&max_iterations) {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            format!("`max_iterations` must be 1 to {MAX_ITERATIONS}"),
+        ));
+    }
+    if let Some(c) = &req.client_message_id {
+        let ok = (1..=128).contains(&c.len())
+            && c.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
+        if !ok {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "`client_message_id` must be 1-128 characters from [A-Za-z0-9_.:-]",
+            ));
+        }
+    }
+    let o = req.agent.unwrap_or(AgentOverride {
+        name: None,
+        instructions: None,
+        model: None,
+    });
+    Ok(Message {
+        user_input: req.user_input,
+        agent: bounded("agent.name", o.name, 64)?,
+        instructions: o.instructions,
+        model: bounded("agent.model", o.model, 128)?,
+        max_iterations,
+        client_message_id: req.client_message_id,
+    })
+}
+
+/// Claims a message id; an earlier answer with the same id when there is one.
+async fn first_answer(
+    claim: &Claim<'_>,
+    wait: std::time::Duration,
+) -> Result<Option<MessageResponse>, ApiError> {
+    match claim.claim_or_wait::<MessageResponse>(wait).await {
+        Ok(first) => Ok(first),
+        Err(ClaimError::InProgress) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "message_in_progress",
+            "a message with this client_message_id is still running; retry later",
+        )
+        .with_retry_after(1)),
+        Err(ClaimError::Unreadable(e)) => Err(ApiError::internal(
+            "a stored agent answer is unreadable",
+            &e,
+        )),
+        Err(ClaimError::Store(e)) => Err(e.into()),
+    }
 }
 
 /// The conversation so far (latest `limit` items, oldest first).
