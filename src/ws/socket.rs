@@ -118,56 +118,14 @@ async fn run(socket: WebSocket, state: &AppState, attached: Attached) {
             code = &mut member.close => break code.ok(),
             frame = member.rx.recv() => {
                 let Some(frame) = frame else { break Some(CloseCode::SlowConsumer) };
-                match seam.admit(frame.seq) {
-                    Admit::Deliver => {
-                        // Send what is already queued in one flush.
-                        if tx.feed(frame_message(frame)).await.is_err() { break None; }
-                        let mut gap = false;
-                        while let Ok(next) = member.rx.try_recv() {
-                            match seam.admit(next.seq) {
-                                Admit::Deliver => {
-                                    if tx.feed(frame_message(next)).await.is_err() { break; }
-                                }
-                                Admit::Duplicate => {}
-                                Admit::Gap => { gap = true; break; }
-                            }
-                        }
-                        if tx.flush().await.is_err() { break None; }
-                        if gap { break Some(CloseCode::HistoryLost); }
-                    }
-                    Admit::Duplicate => {}
-                    Admit::Gap => break Some(CloseCode::HistoryLost),
+                if let Step::End(code) = deliver(&mut tx, &mut member.rx, &mut seam, frame).await {
+                    break code;
                 }
             }
             msg = rx.next() => {
                 last_seen = Instant::now();
-                match msg {
-                    None | Some(Ok(Message::Close(_))) => break None,
-                    Some(Ok(Message::Text(t))) if t.len() > max_frame => {
-                        break Some(CloseCode::MessageTooBig);
-                    }
-                    Some(Ok(Message::Binary(b))) if b.len() > max_frame => {
-                        break Some(CloseCode::MessageTooBig);
-                    }
-                    Some(Err(e)) => {
-                        let too_big = e.to_string().contains("too long") || e.to_string().contains("too big");
-                        break too_big.then_some(CloseCode::MessageTooBig);
-                    }
-                    Some(Ok(Message::Text(text))) => {
-                        let reply = match ClientCommand::parse(text.as_str()) {
-                            Ok(ClientCommand::Ping { id }) => json_message(&Pong { id }),
-                            Err(e) => json_message(&e.to_frame()),
-                        };
-                        if tx.send(reply).await.is_err() { break None; }
-                    }
-                    Some(Ok(Message::Binary(_))) => {
-                        let err = ErrorFrame {
-                            code: "binary_not_supported".into(),
-                            message: "send commands as JSON text frames".into(),
-                        };
-                        if tx.send(json_message(&err)).await.is_err() { break None; }
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                if let Step::End(code) = on_client(&mut tx, msg, max_frame).await {
+                    break code;
                 }
             }
             _ = ticker.tick() => {
@@ -192,6 +150,95 @@ async fn run(socket: WebSocket, state: &AppState, attached: Attached) {
         if code == CloseCode::MessageTooBig {
             linger(&mut rx).await;
         }
+    }
+}
+
+type Tx = futures_util::stream::SplitSink<WebSocket, Message>;
+
+/// What the loop does after one step.
+enum Step {
+    /// Go on.
+    Continue,
+    /// End the connection, with this close code (none: the socket is gone).
+    End(Option<CloseCode>),
+}
+
+/// Sends a live frame and whatever else is already queued, in one flush, in `seq` order
+/// (duplicates of the replay dropped; a gap ends the connection with 4013).
+async fn deliver(
+    tx: &mut Tx,
+    queue: &mut tokio::sync::mpsc::Receiver<crate::broker::Frame>,
+    seam: &mut super::recovery::Seam,
+    frame: crate::broker::Frame,
+) -> Step {
+    match seam.admit(frame.seq) {
+        Admit::Deliver => {}
+        Admit::Duplicate => return Step::Continue,
+        Admit::Gap => return Step::End(Some(CloseCode::HistoryLost)),
+    }
+    if tx.feed(frame_message(frame)).await.is_err() {
+        return Step::End(None);
+    }
+    let mut gap = false;
+    while let Ok(next) = queue.try_recv() {
+        match seam.admit(next.seq) {
+            Admit::Deliver => {
+                if tx.feed(frame_message(next)).await.is_err() {
+                    break;
+                }
+            }
+            Admit::Duplicate => {}
+            Admit::Gap => {
+                gap = true;
+                break;
+            }
+        }
+    }
+    if tx.flush().await.is_err() {
+        return Step::End(None);
+    }
+    if gap {
+        Step::End(Some(CloseCode::HistoryLost))
+    } else {
+        Step::Continue
+    }
+}
+
+/// Answers one client frame: `ping` with `pong`, anything else with an error frame; an
+/// oversize frame ends the connection with 1009.
+async fn on_client(
+    tx: &mut Tx,
+    msg: Option<Result<Message, axum::Error>>,
+    max_frame: usize,
+) -> Step {
+    let reply = match msg {
+        None | Some(Ok(Message::Close(_))) => return Step::End(None),
+        Some(Ok(Message::Text(t))) if t.len() > max_frame => {
+            return Step::End(Some(CloseCode::MessageTooBig));
+        }
+        Some(Ok(Message::Binary(b))) if b.len() > max_frame => {
+            return Step::End(Some(CloseCode::MessageTooBig));
+        }
+        Some(Err(e)) => {
+            // Past the read cap the socket refuses the frame unread (see `READ_CAP`).
+            let text = e.to_string();
+            let too_big = text.contains("too long") || text.contains("too big");
+            return Step::End(too_big.then_some(CloseCode::MessageTooBig));
+        }
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Step::Continue,
+        Some(Ok(Message::Text(text))) => match ClientCommand::parse(text.as_str()) {
+            Ok(ClientCommand::Ping { id }) => json_message(&Pong { id }),
+            Err(e) => json_message(&e.to_frame()),
+        },
+        Some(Ok(Message::Binary(_))) => json_message(&ErrorFrame {
+            code: "binary_not_supported".into(),
+            message: "send commands as JSON text frames".into(),
+        }),
+    };
+    if tx.send(reply).await.is_err() {
+        Step::End(None)
+    } else {
+        Step::Continue
     }
 }
 
