@@ -111,95 +111,123 @@ pub async fn publish_batch(
         ));
     }
     // Validate everything first: nothing is published from a batch with a bad item.
-    let mut items = Vec::with_capacity(req.events.len());
-    for (i, e) in req.events.into_iter().enumerate() {
-        let invalid = |code: &'static str, m: String| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                code,
-                format!("events[{i}]: {m}"),
-            )
-        };
-        let kind: EventType = e
-            .kind
-            .parse()
-            .map_err(|err: proto_events::InvalidEventType| {
-                invalid("invalid_event_type", err.to_string())
-            })?;
-        if e.idempotency_key
-            .as_ref()
-            .is_some_and(|k| k.is_empty() || k.len() > 200)
-        {
-            return Err(invalid(
-                "invalid_body",
-                "`idempotency_key` must be 1 to 200 bytes".into(),
-            ));
-        }
-        let sid = e.session_id.parse::<SessionId>().ok();
-        items.push((sid, e.session_id, kind, e.data, e.idempotency_key));
-    }
+    let items = req
+        .events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| checked(i, e))
+        .collect::<Result<Vec<_>, _>>()?;
     // Group by session, keeping request order within each session.
     let mut by_session: HashMap<SessionId, Vec<usize>> = HashMap::new();
     let mut results: Vec<Option<BatchResult>> = (0..items.len()).map(|_| None).collect();
-    for (i, (sid, raw, ..)) in items.iter().enumerate() {
-        match sid {
+    for (i, item) in items.iter().enumerate() {
+        match &item.sid {
             Some(s) => by_session.entry(s.clone()).or_default().push(i),
-            None => results[i] = Some(unknown(raw)),
+            None => results[i] = Some(unknown(&item.raw_sid)),
         }
     }
-    let items = &items;
-    let state = &state;
-    let groups = join_all(by_session.into_iter().map(|(sid, idx)| async move {
-        let mut out = Vec::with_capacity(idx.len());
-        match state.store.get(&sid).await {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                return idx
-                    .into_iter()
-                    .map(|i| (i, unknown(sid.as_str())))
-                    .collect();
-            }
-            Err(e) => {
-                let r = || item_error("broker_unavailable", e.to_string());
-                return idx.into_iter().map(|i| (i, r())).collect();
-            }
-        }
-        for i in idx {
-            let (_, _, kind, data, key) = &items[i];
-            let event = Publish {
-                kind: kind.clone(),
-                data: data
-                    .clone()
-                    .unwrap_or_else(|| Value::Object(Default::default())),
-                idempotency_key: key.clone(),
-                trace_id: None,
-            };
-            let r = match state.broker.publish(&sid, event).await {
-                Ok(p) => BatchResult::Ok(PublishResponse {
-                    seq: p.seq,
-                    epoch: p.epoch,
-                    id: p.id.to_string(),
-                    duplicate: p.duplicate,
-                }),
-                Err(e) => item_error("broker_unavailable", e.to_string()),
-            };
-            out.push((i, r));
-        }
-        out
-    }))
+    let groups = join_all(
+        by_session
+            .into_iter()
+            .map(|(sid, idx)| publish_group(&state, &items, sid, idx)),
+    )
     .await;
     for (i, r) in groups.into_iter().flatten() {
         results[i] = Some(r);
     }
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(BatchResponse {
-            results: results
+    // Every index is either an unparsable session id or in exactly one group.
+    let results = results
+        .into_iter()
+        .map(|r| r.expect("every item is answered"))
+        .collect();
+    Ok((StatusCode::ACCEPTED, Json(BatchResponse { results })))
+}
+
+/// One checked batch item.
+struct Item {
+    sid: Option<SessionId>,
+    raw_sid: String,
+    kind: EventType,
+    data: Option<Value>,
+    key: Option<String>,
+}
+
+fn checked(i: usize, e: BatchItem) -> Result<Item, ApiError> {
+    let invalid = |code: &'static str, m: String| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            code,
+            format!("events[{i}]: {m}"),
+        )
+    };
+    let kind: EventType = e
+        .kind
+        .parse()
+        .map_err(|err: proto_events::InvalidEventType| {
+            invalid("invalid_event_type", err.to_string())
+        })?;
+    if e.idempotency_key
+        .as_ref()
+        .is_some_and(|k| k.is_empty() || k.len() > 200)
+    {
+        return Err(invalid(
+            "invalid_body",
+            "`idempotency_key` must be 1 to 200 bytes".into(),
+        ));
+    }
+    Ok(Item {
+        sid: e.session_id.parse::<SessionId>().ok(),
+        raw_sid: e.session_id,
+        kind,
+        data: e.data,
+        key: e.idempotency_key,
+    })
+}
+
+/// Publishes one session's items in request order; each gets its own result.
+async fn publish_group(
+    state: &AppState,
+    items: &[Item],
+    sid: SessionId,
+    idx: Vec<usize>,
+) -> Vec<(usize, BatchResult)> {
+    match state.store.get(&sid).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return idx
                 .into_iter()
-                .map(|r| r.expect("every item answered"))
-                .collect(),
-        }),
-    ))
+                .map(|i| (i, unknown(sid.as_str())))
+                .collect();
+        }
+        Err(e) => {
+            let r = || item_error("broker_unavailable", e.to_string());
+            return idx.into_iter().map(|i| (i, r())).collect();
+        }
+    }
+    let mut out = Vec::with_capacity(idx.len());
+    for i in idx {
+        let item = &items[i];
+        let event = Publish {
+            kind: item.kind.clone(),
+            data: item
+                .data
+                .clone()
+                .unwrap_or_else(|| Value::Object(Default::default())),
+            idempotency_key: item.key.clone(),
+            trace_id: None,
+        };
+        let r = match state.broker.publish(&sid, event).await {
+            Ok(p) => BatchResult::Ok(PublishResponse {
+                seq: p.seq,
+                epoch: p.epoch,
+                id: p.id.to_string(),
+                duplicate: p.duplicate,
+            }),
+            Err(e) => item_error("broker_unavailable", e.to_string()),
+        };
+        out.push((i, r));
+    }
+    out
 }
 
 fn unknown(raw: &str) -> BatchResult {
