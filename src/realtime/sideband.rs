@@ -28,13 +28,7 @@ pub type Envelope = (
 );
 
 enum Attach {
-    Ws(
-        Box<
-            tokio_tungstenite::WebSocketStream<
-                tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-            >,
-        >,
-    ),
+    Ws(Box<UpstreamSocket>),
     Gone,
     Retry(String),
 }
@@ -139,51 +133,9 @@ async fn run(
                 continue;
             }
         };
-        let (mut sink, mut stream) = ws.split();
-        loop {
-            let out = tokio::select! {
-                _ = lost.changed() => break 'attach,
-                // Handing over: stop between events; the lease is released below, so
-                // another instance re-attaches at once.
-                () = stop.cancelled() => break 'attach,
-                msg = stream.next() => match msg {
-                    Some(Ok(Message::Text(t))) => match serde_json::from_str(t.as_str()) {
-                        Ok(ev) => call
-                            .on_event(&ev)
-                            .instrument(telemetry::background_span("sideband.event"))
-                            .await,
-                        Err(_) => vec![],
-                    },
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                        tracing::info!(call_id, "sideband socket closed; re-attaching");
-                        continue 'attach;
-                    }
-                    Some(Ok(_)) => vec![],
-                },
-                cmd = rx.recv() => match cmd {
-                    Some((cmd, reply)) => match call
-                        .on_command(cmd)
-                        .instrument(telemetry::background_span("sideband.command"))
-                        .await
-                    {
-                        Ok(out) => { let _ = reply.send(Ok(())); out }
-                        Err(e) => { let _ = reply.send(Err(e)); vec![] }
-                    },
-                    None => break 'attach,
-                },
-            };
-            if *lost.borrow() {
-                break 'attach; // never act after the lease is gone
-            }
-            for ev in out {
-                if sink.send(Message::text(ev.to_string())).await.is_err() {
-                    continue 'attach;
-                }
-            }
-            if call.ended {
-                let _ = sink.close().await;
-                break 'attach;
-            }
+        match serve(*ws, &mut call, &mut rx, &mut lost, &stop).await {
+            Detached::Reattach => continue 'attach,
+            Detached::Stop => break 'attach,
         }
     }
     renewal.abort();
@@ -194,6 +146,75 @@ async fn run(
         tracing::warn!(error = %e, "releasing a call lease failed; it expires by itself");
     }
     tracing::info!(session_id = %sid, call_id, ended = call.ended, "sideband stopped");
+}
+
+/// Why [`serve`] let go of the upstream socket.
+enum Detached {
+    /// The socket dropped: attach again.
+    Reattach,
+    /// The call ended, the lease was lost, or this instance is handing over.
+    Stop,
+}
+
+type UpstreamSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Runs one attached upstream socket: server events and control commands through the call,
+/// their client events out, until the socket drops or the sideband must stop.
+async fn serve(
+    ws: UpstreamSocket,
+    call: &mut Call,
+    rx: &mut mpsc::Receiver<Envelope>,
+    lost: &mut watch::Receiver<bool>,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Detached {
+    let call_id = call.call_id.clone();
+    let (mut sink, mut stream) = ws.split();
+    loop {
+        let out = tokio::select! {
+            _ = lost.changed() => return Detached::Stop,
+            // Handing over: stop between events; the lease is released by the caller, so
+            // another instance re-attaches at once.
+            () = stop.cancelled() => return Detached::Stop,
+            msg = stream.next() => match msg {
+                Some(Ok(Message::Text(t))) => match serde_json::from_str(t.as_str()) {
+                    Ok(ev) => call
+                        .on_event(&ev)
+                        .instrument(telemetry::background_span("sideband.event"))
+                        .await,
+                    Err(_) => vec![],
+                },
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    tracing::info!(call_id, "sideband socket closed; re-attaching");
+                    return Detached::Reattach;
+                }
+                Some(Ok(_)) => vec![],
+            },
+            cmd = rx.recv() => match cmd {
+                Some((cmd, reply)) => match call
+                    .on_command(cmd)
+                    .instrument(telemetry::background_span("sideband.command"))
+                    .await
+                {
+                    Ok(out) => { let _ = reply.send(Ok(())); out }
+                    Err(e) => { let _ = reply.send(Err(e)); vec![] }
+                },
+                None => return Detached::Stop,
+            },
+        };
+        if *lost.borrow() {
+            return Detached::Stop; // never act after the lease is gone
+        }
+        for ev in out {
+            if sink.send(Message::text(ev.to_string())).await.is_err() {
+                return Detached::Reattach;
+            }
+        }
+        if call.ended {
+            let _ = sink.close().await;
+            return Detached::Stop;
+        }
+    }
 }
 
 /// Adopts orphaned calls (no live lease) every half lease TTL, on every instance.
