@@ -47,14 +47,8 @@ impl Application {
             .context("invalid scenario file")?;
         let tools =
             crate::tools::ToolRegistry::build(&scenarios).context("invalid tool declaration")?;
-        let (tokens, generated) = TokenIssuer::from_config(&config);
+        let tokens = token_issuer(&config);
         crate::metrics::handle(); // the recorder exists before the first request
-        if generated {
-            tracing::warn!(
-                "no SWITCHBOARD_SESSION_SECRET is set: session tokens are signed with a random \
-                 per-process secret and stop working when the process restarts"
-            );
-        }
         let upstream =
             UpstreamClient::from_config(&config).context("building the upstream client")?;
         let hub = Hub::new(config.conn_queue);
@@ -88,13 +82,7 @@ impl Application {
             scenarios: scenarios.clone(),
             tools: tools.clone(),
             upstream: upstream.clone(),
-            settings: SessionSettings {
-                session_ttl: config.session_ttl,
-                history_ttl: config.history_ttl,
-                tool_claim_wait: config.upstream_timeout * (config.upstream_retries + 1)
-                    + Duration::from_secs(5),
-                agents: config.agents.clone(),
-            },
+            settings: session_settings(&config),
         });
         let moderator = Arc::new(crate::moderation::Moderator::new(
             config.moderation,
@@ -112,9 +100,7 @@ impl Application {
             tasks: crate::tasks::Tasks::child_of(&tasks),
             adopt_now,
         });
-        let health = Arc::new(crate::sessions::health::Health::default());
-        health.check(&sessions).await;
-        tasks.spawn(health.clone().watch(Arc::downgrade(&sessions)));
+        let health = readiness(&tasks, &sessions).await;
         let state = AppState::new(Inner {
             tasks,
             health,
@@ -141,18 +127,7 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", state.config.bind))?;
         let addr = listener.local_addr()?;
-        let upstream_desc = match &state.upstream {
-            Some(_) => format!("configured ({})", state.config.openai_base_url),
-            None => "offline (no OPENAI_API_KEY)".to_owned(),
-        };
-        tracing::info!(
-            mode = state.config.mode(),
-            upstream = %upstream_desc,
-            address = %addr,
-            instance_id = %state.instance_id,
-            "switchboard is listening on http://{addr} in {} mode, upstream {upstream_desc}",
-            state.config.mode()
-        );
+        announce(&state, addr);
         Ok(Self { listener, state })
     }
 
@@ -241,6 +216,57 @@ impl Application {
         tasks.stop(Duration::from_secs(1)).await;
         out
     }
+}
+
+/// The session-token issuer; warns when its secret is a random per-process one.
+fn token_issuer(config: &Config) -> TokenIssuer {
+    let (tokens, generated) = TokenIssuer::from_config(config);
+    if generated {
+        tracing::warn!(
+            "no SWITCHBOARD_SESSION_SECRET is set: session tokens are signed with a random \
+             per-process secret and stop working when the process restarts"
+        );
+    }
+    tokens
+}
+
+/// Readiness, checked once now and then in the background for as long as `sessions` lives.
+async fn readiness(
+    tasks: &crate::tasks::Tasks,
+    sessions: &Arc<Sessions>,
+) -> Arc<crate::sessions::health::Health> {
+    let health = Arc::new(crate::sessions::health::Health::default());
+    health.check(sessions).await;
+    tasks.spawn(health.clone().watch(Arc::downgrade(sessions)));
+    health
+}
+
+/// What the session use-cases read from the settings.
+fn session_settings(config: &Config) -> SessionSettings {
+    SessionSettings {
+        session_ttl: config.session_ttl,
+        history_ttl: config.history_ttl,
+        // Every attempt of the first call, and a margin to store its result.
+        tool_claim_wait: config.upstream_timeout * (config.upstream_retries + 1)
+            + Duration::from_secs(5),
+        agents: config.agents.clone(),
+    }
+}
+
+/// Logs how this instance runs (mode, upstream, address).
+fn announce(state: &AppState, addr: SocketAddr) {
+    let upstream_desc = match &state.upstream {
+        Some(_) => format!("configured ({})", state.config.openai_base_url),
+        None => "offline (no OPENAI_API_KEY)".to_owned(),
+    };
+    tracing::info!(
+        mode = state.config.mode(),
+        upstream = %upstream_desc,
+        address = %addr,
+        instance_id = %state.instance_id,
+        "switchboard is listening on http://{addr} in {} mode, upstream {upstream_desc}",
+        state.config.mode()
+    );
 }
 
 /// The application router with every layer.
