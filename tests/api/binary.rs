@@ -78,20 +78,11 @@ async fn with_no_environment_it_serves_every_scenario_offline_and_stops_on_sigte
         .unwrap();
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let mut up = false;
-    for _ in 0..100 {
-        if client
-            .get(format!("{base}/api/health"))
-            .send()
-            .await
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "the binary did not start listening");
+    let health = format!("{base}/api/health");
+    crate::support::eventually("the binary listens", Duration::from_secs(5), || async {
+        client.get(&health).send().await.ok().map(|_| ())
+    })
+    .await;
     // The counters operators alert on exist, at 0, before anything happened.
     let metrics = client
         .get(format!("{base}/metrics"))

@@ -340,17 +340,21 @@ async fn sigterm_hands_the_call_over_at_once() {
         "http://127.0.0.1:{port}/api/realtime/calls?session_id={}",
         s.id
     );
-    let created = eventually(Duration::from_secs(5), || async {
-        a.client
-            .post(&call_url)
-            .bearer_auth(&s.token)
-            .header("content-type", "application/sdp")
-            .body("v=0\r\n")
-            .send()
-            .await
-            .ok()
-            .map(|r| r.status().as_u16())
-    })
+    let created = eventually(
+        "the owner process answers",
+        Duration::from_secs(5),
+        || async {
+            a.client
+                .post(&call_url)
+                .bearer_auth(&s.token)
+                .header("content-type", "application/sdp")
+                .body("v=0\r\n")
+                .send()
+                .await
+                .ok()
+                .map(|r| r.status().as_u16())
+        },
+    )
     .await;
     assert_eq!(created, 201);
     assert_eq!(next_json(&mut ws).await["type"], "call.started");

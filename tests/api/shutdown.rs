@@ -29,18 +29,12 @@ async fn start(upstream: &wiremock::MockServer) -> (tokio::process::Child, u16) 
         .spawn()
         .unwrap();
     let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if client
-            .get(format!("http://127.0.0.1:{port}/api/health"))
-            .send()
-            .await
-            .is_ok()
-        {
-            return (child, port);
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the binary did not come up");
+    let url = format!("http://127.0.0.1:{port}/api/health");
+    crate::support::eventually("the binary comes up", Duration::from_secs(5), || async {
+        client.get(&url).send().await.ok().map(|_| ())
+    })
+    .await;
+    (child, port)
 }
 
 fn sigterm(child: &tokio::process::Child) {

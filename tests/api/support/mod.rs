@@ -291,7 +291,7 @@ pub fn assert_no_key(text: &str) {
 /// Polls `check` every 25 ms until it returns `Some`, for at most `within`; panics when it
 /// never does. The one way tests wait for something to happen (instead of a hand-written
 /// loop).
-pub async fn eventually<T, F, Fut>(within: Duration, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -303,7 +303,7 @@ where
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the awaited condition did not hold within {within:?}"
+            "{what}: not within {within:?}"
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }

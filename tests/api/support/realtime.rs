@@ -126,15 +126,13 @@ impl FakeRealtime {
 
     /// Waits until `n` attaches happened.
     pub async fn wait_attaches(&self, n: usize) {
-        for _ in 0..200 {
-            if self.attaches.lock().unwrap().len() >= n {
-                // Let the attached socket subscribe to scripted events.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("no sideband attach #{n}");
+        let what = format!("sideband attach #{n}");
+        super::eventually(&what, Duration::from_secs(5), || async {
+            (self.attaches.lock().unwrap().len() >= n).then_some(())
+        })
+        .await;
+        // Let the attached socket subscribe to scripted events.
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     /// Sockets attached now.
@@ -145,13 +143,14 @@ impl FakeRealtime {
 
     /// Waits until no socket is attached; returns when the last one closed.
     pub async fn wait_closed(&self) -> Instant {
-        for _ in 0..200 {
-            if self.open() == 0 {
-                return self.timeline.lock().unwrap().last().unwrap().1;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("the sideband socket stayed open");
+        super::eventually(
+            "the sideband socket closes",
+            Duration::from_secs(5),
+            || async {
+                (self.open() == 0).then(|| self.timeline.lock().unwrap().last().unwrap().1)
+            },
+        )
+        .await
     }
 
     /// Waits until the received client events satisfy `pred`; returns them.

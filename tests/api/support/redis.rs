@@ -60,13 +60,11 @@ impl RedisServer {
             )
         });
         self.child = Some(child);
-        for _ in 0..200 {
-            if self.ping().await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("redis-server on port {} did not answer PING", self.port);
+        let what = format!("redis-server on port {} answers PING", self.port);
+        super::eventually(&what, Duration::from_secs(4), || async {
+            self.ping().await.then_some(())
+        })
+        .await;
     }
 
     async fn ping(&self) -> bool {
