@@ -83,6 +83,7 @@ impl Application {
             tools: tools.clone(),
             upstream: upstream.clone(),
             settings: session_settings(&config),
+            live_calls: std::sync::OnceLock::new(),
         });
         let moderator = Arc::new(crate::moderation::Moderator::new(
             config.moderation,
@@ -100,6 +101,9 @@ impl Application {
             tasks: crate::tasks::Tasks::child_of(&tasks),
             adopt_now,
         });
+        let weak = Arc::downgrade(&call_deps);
+        let live: std::sync::Weak<dyn crate::sessions::LiveCalls> = weak;
+        let _ = sessions.live_calls.set(live);
         let health = readiness(&tasks, &sessions).await;
         let state = AppState::new(Inner {
             tasks,

@@ -108,6 +108,8 @@ pub async fn create_call(
         source: SwitchSource::Client,
         reason: "root_agent of the call".into(),
         confidence: 1.0,
+        // The call does not exist yet: it starts with this agent.
+        tell_call: false,
     };
     state.call_deps.start_call(&sid, &call_id, sw).await?;
     Ok((

@@ -137,6 +137,7 @@ pub async fn orchestrate(
             source: SwitchSource::Orchestrator,
             reason: d.reason.clone(),
             confidence: d.confidence,
+            tell_call: true,
         };
         match state.sessions.switch_agent(sid, sw).await? {
             Switched::Changed { seq } => out.event_seq = Some(seq),

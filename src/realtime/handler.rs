@@ -431,6 +431,7 @@ impl Call {
             source,
             reason,
             confidence,
+            tell_call: false,
         };
         let now = match self.deps.sessions.switch_agent(&self.sid, sw).await {
             Ok(Switched::Changed { .. } | Switched::Unchanged) => Some(to.to_owned()),

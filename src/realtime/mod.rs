@@ -69,6 +69,27 @@ pub struct CallDeps {
     pub adopt_now: Arc<tokio::sync::Notify>,
 }
 
+#[async_trait::async_trait]
+impl crate::sessions::LiveCalls for CallDeps {
+    async fn agent_changed(&self, session: &SessionId, agent: &str) {
+        let cmd = Command::SwitchAgent {
+            agent: agent.to_owned(),
+            source: "server".into(),
+        };
+        let timeout = self.realtime.control_timeout;
+        match self
+            .calls
+            .control(&self.instance_id, session, cmd, timeout)
+            .await
+        {
+            Ok(_) | Err(ControlError::NoCall) => {}
+            Err(e) => {
+                tracing::warn!(session_id = %session, error = ?e, "the live call could not take the new agent");
+            }
+        }
+    }
+}
+
 impl CallDeps {
     /// The lease store.
     pub fn leases(&self) -> &Arc<dyn CallLeases> {

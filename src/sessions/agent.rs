@@ -408,6 +408,7 @@ async fn publish_turn(
             source: SwitchSource::Model,
             reason: format!("handoff by the server agent of agent session {id}"),
             confidence: 1.0,
+            tell_call: true,
         };
         match state.switch_agent(&rsid, sw).await? {
             Switched::Changed { .. } => active = h.to.clone(),

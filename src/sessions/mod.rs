@@ -3,8 +3,9 @@
 //! these; none re-implements them.
 //!
 //! - [`Sessions::publish`]: publish a typed event (its kind comes from the payload type).
-//! - [`Sessions::switch_agent`]: change the active agent (compare-and-set) and publish
-//!   `agent.switch`; the call's `session.update` is the sideband's part (`realtime::handler`).
+//! - [`Sessions::switch_agent`]: change the active agent (compare-and-set), publish
+//!   `agent.switch`, and have a live call take the new agent (its owner sends the
+//!   `session.update`; through [`LiveCalls`], which the calls layer implements).
 //! - [`Sessions::run_tool`]: run a tool for a session (lookup, schema check, the active
 //!   agent's rule, idempotency, `tool.result`).
 //! - [`claim`]: claim an idempotency key, or wait for and return the first answer.
@@ -67,6 +68,18 @@ pub struct Sessions {
     pub upstream: Option<UpstreamClient>,
     /// Settings.
     pub settings: SessionSettings,
+    /// The live calls, told when an agent switch from outside a call must reach the call
+    /// (set once at startup; weak, since the calls hold these use-cases).
+    pub live_calls: std::sync::OnceLock<std::sync::Weak<dyn LiveCalls>>,
+}
+
+/// What the session use-cases need from the calls layer: a switch made outside a call (the
+/// orchestrator over REST, a server agent's handoff) is applied to the session's live call
+/// by its owner, which sends the call's `session.update`.
+#[async_trait::async_trait]
+pub trait LiveCalls: Send + Sync {
+    /// `agent` is now in charge of `session`; update its live call, if it has one.
+    async fn agent_changed(&self, session: &SessionId, agent: &str);
 }
 
 /// Why a session use-case failed.

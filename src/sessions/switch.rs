@@ -46,6 +46,9 @@ pub struct Switch {
     pub reason: String,
     /// In [0, 1].
     pub confidence: f64,
+    /// Also update the session's live call (its `session.update`). False when the switch
+    /// comes from the call's own sideband, which updates the call itself.
+    pub tell_call: bool,
 }
 
 /// What a switch did.
@@ -78,6 +81,7 @@ impl Sessions {
         if sw.from == sw.to {
             return Ok(Switched::Unchanged);
         }
+        let sw_tell_call = sw.tell_call;
         if !self
             .store
             .cas_active_agent(session, &sw.from, &sw.to)
@@ -95,7 +99,13 @@ impl Sessions {
             confidence: sw.confidence,
             source: sw.source.as_str().to_owned(),
         };
+        let to = data.to.clone();
         let published = self.publish(session, &data).await?;
+        if sw_tell_call
+            && let Some(calls) = self.live_calls.get().and_then(std::sync::Weak::upgrade)
+        {
+            calls.agent_changed(session, &to).await;
+        }
         Ok(Switched::Changed { seq: published.seq })
     }
 }

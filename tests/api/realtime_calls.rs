@@ -431,3 +431,43 @@ async fn bad_offers_are_400() {
     let (st, e) = split(resp).await;
     assert_error(st, &e, 400, "unknown_agent");
 }
+
+/// A switch made outside the call (the orchestrator over REST) reaches the live call: its
+/// owner sends the new agent's `session.update`, and `agent.switch` is published once.
+#[tokio::test]
+async fn an_orchestrated_switch_over_rest_updates_the_live_call() {
+    let mut t = setup("salesAgent").await;
+    start_call(&mut t).await;
+    let before = of_type(&t.fake.received.lock().unwrap(), "session.update").len();
+    let resp = t
+        .app
+        .client
+        .post(t.app.url("/api/orchestrate"))
+        .bearer_auth(&t.s.token)
+        .json(&json!({"session_id": t.s.id, "last_user_text": "This is ridiculous, I want a manager"}))
+        .send()
+        .await
+        .unwrap();
+    let (st, d) = split(resp).await;
+    assert_eq!((st, d["changed"].as_bool()), (200, Some(true)), "{d}");
+    let to = d["chosen_root"].as_str().unwrap().to_owned();
+    let ev = next_json(&mut t.ws).await;
+    assert_eq!(
+        (ev["type"].as_str(), ev["data"]["to"].as_str()),
+        (Some("agent.switch"), Some(to.as_str()))
+    );
+    let got = t
+        .fake
+        .wait_for("the call's session.update", |e| {
+            of_type(e, "session.update").len() > before
+        })
+        .await;
+    let update = of_type(&got, "session.update").last().unwrap().to_string();
+    assert!(
+        update.contains("transfer_to_"),
+        "the new agent's tools: {update}"
+    );
+    // The owner applied it without a second agent.switch.
+    t.app.publish(&t.s.id, "x.marker", json!({})).await;
+    assert_eq!(next_json(&mut t.ws).await["type"], "x.marker");
+}
