@@ -13,8 +13,19 @@ use crate::support::redis::{RedisServer, spawn_instance_process, unique_prefix};
 use crate::support::tcp_proxy::TcpProxy;
 use crate::support::*;
 
-#[tokio::test]
-async fn the_owner_applies_control_and_a_killed_owner_is_replaced() {
+/// Two instances on one private Redis, both online against one fake model and one fake
+/// Realtime socket: `a` in this process, `owner` a real process (on `port`) that will hold
+/// the call.
+struct Pair {
+    _redis: RedisServer,
+    _model: wiremock::MockServer,
+    fake: FakeRealtime,
+    a: TestApp,
+    owner: tokio::process::Child,
+    port: u16,
+}
+
+async fn pair(lease_ttl: Duration, extra: &[(&str, String)]) -> Pair {
     let redis = RedisServer::start(false).await;
     let prefix = unique_prefix();
     let model = fake_model().await;
@@ -25,19 +36,40 @@ async fn the_owner_applies_control_and_a_killed_owner_is_replaced() {
         c.openai_api_key = Some(UPSTREAM_KEY.to_owned().into());
         c.openai_base_url = base;
         c.realtime.ws_url = url;
-        c.realtime.lease_ttl = Duration::from_secs(1);
+        c.realtime.lease_ttl = lease_ttl;
     })
     .await;
-    let (mut owner, port) = spawn_instance_process(
-        &redis,
-        &prefix,
-        &[
-            ("OPENAI_API_KEY", UPSTREAM_KEY.into()),
-            ("OPENAI_BASE_URL", format!("{}/v1", model.uri())),
-            ("SWITCHBOARD_REALTIME_WS_URL", fake.ws_url.clone()),
-            ("SWITCHBOARD_CALL_LEASE_TTL", "1s".into()),
-        ],
-    );
+    let mut env = vec![
+        ("OPENAI_API_KEY", UPSTREAM_KEY.to_owned()),
+        ("OPENAI_BASE_URL", format!("{}/v1", model.uri())),
+        ("SWITCHBOARD_REALTIME_WS_URL", fake.ws_url.clone()),
+        (
+            "SWITCHBOARD_CALL_LEASE_TTL",
+            format!("{}ms", lease_ttl.as_millis()),
+        ),
+    ];
+    env.extend(extra.iter().cloned());
+    let (owner, port) = spawn_instance_process(&redis, &prefix, &env);
+    Pair {
+        _redis: redis,
+        _model: model,
+        fake,
+        a,
+        owner,
+        port,
+    }
+}
+
+#[tokio::test]
+async fn the_owner_applies_control_and_a_killed_owner_is_replaced() {
+    let Pair {
+        _redis,
+        _model,
+        fake,
+        a,
+        mut owner,
+        port,
+    } = pair(Duration::from_secs(1), &[]).await;
     let s = a.session_for("retail&root_agent=salesAgent").await;
     let (mut ws, _) = a.connect(&s, None).await;
     // The call is created through the other process, which takes the lease.
@@ -309,31 +341,16 @@ async fn control_for_an_unresponsive_owner_is_504() {
 /// its shutdown timeout.
 #[tokio::test]
 async fn sigterm_hands_the_call_over_at_once() {
-    let redis = RedisServer::start(false).await;
-    let prefix = unique_prefix();
-    let model = fake_model().await;
-    mount_calls(&model).await;
-    let fake = FakeRealtime::start().await;
     // A long lease: without the hand-over, adoption would take 5 to 20 s.
-    let (url, base) = (fake.ws_url.clone(), format!("{}/v1", model.uri()));
-    let a = spawn_redis_app(&redis, &prefix, move |c| {
-        c.openai_api_key = Some(UPSTREAM_KEY.to_owned().into());
-        c.openai_base_url = base;
-        c.realtime.ws_url = url;
-        c.realtime.lease_ttl = Duration::from_secs(10);
-    })
-    .await;
-    let (mut owner, port) = spawn_instance_process(
-        &redis,
-        &prefix,
-        &[
-            ("OPENAI_API_KEY", UPSTREAM_KEY.into()),
-            ("OPENAI_BASE_URL", format!("{}/v1", model.uri())),
-            ("SWITCHBOARD_REALTIME_WS_URL", fake.ws_url.clone()),
-            ("SWITCHBOARD_CALL_LEASE_TTL", "10s".into()),
-            ("SWITCHBOARD_SHUTDOWN_TIMEOUT", "5s".into()),
-        ],
-    );
+    let extra = [("SWITCHBOARD_SHUTDOWN_TIMEOUT", "5s".to_owned())];
+    let Pair {
+        _redis,
+        _model,
+        fake,
+        a,
+        mut owner,
+        port,
+    } = pair(Duration::from_secs(10), &extra).await;
     let s = a.session_for("retail&root_agent=salesAgent").await;
     let (mut ws, _) = a.connect(&s, None).await;
     let call_url = format!(
