@@ -3,7 +3,6 @@
 
 use std::collections::{HashSet, VecDeque};
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use std::sync::Arc;
@@ -18,48 +17,7 @@ use crate::sessions::{Idempotency, Switch, SwitchSource, Switched, ToolRun};
 use crate::tools::run::{Args, model_output};
 use proto_events::events::{EventData, ModerationFlagged, TranscriptAssistant, TranscriptUser};
 
-/// A command for the call's owner (the body of `POST /api/sessions/{id}/control`).
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Command {
-    /// Make `agent` the active agent (`session.update` with its config).
-    SwitchAgent {
-        /// Target agent.
-        agent: String,
-        /// Who asked (`server` or `client`); always set by Switchboard.
-        #[serde(default)]
-        #[schema(ignore)]
-        source: String,
-    },
-    /// Have the assistant say `text` now.
-    Say {
-        /// What to say.
-        text: String,
-    },
-    /// Add instructions to the active agent's for the rest of the call.
-    UpdateInstructions {
-        /// The added instructions.
-        instructions: String,
-    },
-    /// End the call.
-    Hangup,
-}
-
-/// Why the owner refused a control command.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum CommandError {
-    /// The call's session expired.
-    #[error("the session has expired")]
-    SessionExpired,
-    /// The named agent is not in the session's scenario.
-    #[error("agent {agent:?} is not in scenario {scenario}")]
-    UnknownAgent {
-        /// The asked-for agent.
-        agent: String,
-        /// The session's scenario.
-        scenario: String,
-    },
-}
+pub use super::command::{Command, CommandError};
 
 /// One held call's state.
 pub struct Call {

@@ -5,11 +5,13 @@
 //! - [`lease`]: the lease and the call index (memory and Redis).
 //! - [`sideband`]: the per-call WebSocket task, lease renewal, and the janitor.
 //! - [`handler`]: what the sideband does with server events and commands.
+//! - [`command`]: the control commands and their refusals.
 //! - [`client_events`]: the client events it sends and which upstream errors reach the browser.
 //! - [`bus`]: command routing between instances (Redis pub/sub).
 
 pub mod bus;
 pub mod client_events;
+pub mod command;
 pub mod handler;
 pub mod lease;
 pub mod sideband;
