@@ -81,7 +81,6 @@ impl Sessions {
         if sw.from == sw.to {
             return Ok(Switched::Unchanged);
         }
-        let sw_tell_call = sw.tell_call;
         if !self
             .store
             .cas_active_agent(session, &sw.from, &sw.to)
@@ -99,12 +98,11 @@ impl Sessions {
             confidence: sw.confidence,
             source: sw.source.as_str().to_owned(),
         };
-        let to = data.to.clone();
         let published = self.publish(session, &data).await?;
-        if sw_tell_call
+        if sw.tell_call
             && let Some(calls) = self.live_calls.get().and_then(std::sync::Weak::upgrade)
         {
-            calls.agent_changed(session, &to).await;
+            calls.agent_changed(session, &data.to).await;
         }
         Ok(Switched::Changed { seq: published.seq })
     }

@@ -132,20 +132,20 @@ impl Sessions {
             correlation_id: run.correlation_id,
             session_id: Some(run.session),
         };
-        let refusal = match self.runner().check(&call) {
+        // Checked once: the result decides both the refusal and what runs below.
+        let checked = match self.runner().check(&call) {
             Err(RunError::Unknown(t)) if !run.report_refusals => {
                 return Err(RunError::Unknown(t).into());
             }
-            other => other.err(),
+            other => other,
         };
         if let AgentRule::ActiveAgent(state) = run.rule {
             self.check_agent_rule(state, run.tool)?;
         }
-        if let Some(e) = refusal
-            && !run.report_refusals
-        {
-            return Err(e.into());
-        }
+        let checked = match checked {
+            Err(e) if !run.report_refusals => return Err(e.into()),
+            other => other,
+        };
         let key = run.correlation_id.map(|c| match run.idempotency {
             Idempotency::AnswerOnce => format!("fc:{c}"),
             _ => format!("tool:{c}"),
@@ -172,7 +172,10 @@ impl Sessions {
         if let Some(earlier) = earlier {
             return Ok(earlier);
         }
-        let result = self.runner().run_reported(call).await;
+        let result = match checked {
+            Ok(args) => self.runner().execute(call, args).await,
+            Err(e) => crate::tools::run::refused(call, e),
+        };
         if let (Idempotency::FirstResult, Some(c)) = (run.idempotency, &claim) {
             c.answer(&result).await?;
         }

@@ -90,10 +90,14 @@ impl Runner<'_> {
     /// that could not run (unknown tool, bad arguments) is an `Err`.
     pub async fn run(&self, call: Call<'_>) -> Result<ToolResult, RunError> {
         let args = self.check(&call)?;
-        let tool = self
-            .registry
-            .get(call.tool)
-            .ok_or_else(|| RunError::Unknown(call.tool.to_owned()))?;
+        Ok(self.execute(call, args).await)
+    }
+
+    /// Runs a call whose arguments [`Runner::check`] returned.
+    pub async fn execute(&self, call: Call<'_>, args: Value) -> ToolResult {
+        let Some(tool) = self.registry.get(call.tool) else {
+            return refused(call, RunError::Unknown(call.tool.to_owned()));
+        };
         let started = Instant::now();
         let trail = Trail::default();
         let ctx = ToolContext {
@@ -108,7 +112,7 @@ impl Runner<'_> {
             Ok(v) => (true, v, None),
             Err(e) => (false, Value::Null, Some(e.to_string())),
         };
-        Ok(ToolResult {
+        ToolResult {
             correlation_id: call.correlation_id.map(str::to_owned),
             tool: call.tool.to_owned(),
             success,
@@ -116,25 +120,29 @@ impl Runner<'_> {
             error,
             duration_ms: started.elapsed().as_millis() as u64,
             breadcrumbs: trail.take(),
-        })
+        }
     }
 
     /// Runs a call for a model: a call that could not run is reported as `success: false`
     /// too, so the model sees `{"error": ...}` as the call's output and can correct itself.
     pub async fn run_reported(&self, call: Call<'_>) -> ToolResult {
-        let started = Instant::now();
-        match self.run(call).await {
-            Ok(r) => r,
-            Err(e) => ToolResult {
-                correlation_id: call.correlation_id.map(str::to_owned),
-                tool: call.tool.to_owned(),
-                success: false,
-                output: Value::Null,
-                error: Some(e.to_string()),
-                duration_ms: started.elapsed().as_millis() as u64,
-                breadcrumbs: Vec::new(),
-            },
+        match self.check(&call) {
+            Ok(args) => self.execute(call, args).await,
+            Err(e) => refused(call, e),
         }
+    }
+}
+
+/// A call that could not run, as the `success: false` result a model is shown.
+pub fn refused(call: Call<'_>, e: RunError) -> ToolResult {
+    ToolResult {
+        correlation_id: call.correlation_id.map(str::to_owned),
+        tool: call.tool.to_owned(),
+        success: false,
+        output: Value::Null,
+        error: Some(e.to_string()),
+        duration_ms: 0,
+        breadcrumbs: Vec::new(),
     }
 }
 

@@ -352,11 +352,12 @@ async fn a_batch_with_a_bad_item_publishes_nothing() {
     assert_eq!(events, json!([]), "nothing was published");
 }
 
-#[tokio::test]
-async fn an_sse_only_client_keeps_its_session_alive() {
-    let app = crate::support::spawn_app_with(|c| {
+/// An app with a 1 s heartbeat and the given idle session TTL, a session, and its open SSE
+/// stream.
+async fn sse_with_session_ttl(ttl: Duration) -> (TestApp, Sess, reqwest::Response) {
+    let app = spawn_app_with(move |c| {
         c.heartbeat = Duration::from_secs(1);
-        c.session_ttl = Duration::from_millis(3000);
+        c.session_ttl = ttl;
     })
     .await;
     let s = app.new_session().await;
@@ -365,6 +366,12 @@ async fn an_sse_only_client_keeps_its_session_alive() {
         s.id, s.token, s.epoch
     ));
     let resp = app.client.get(&url).send().await.unwrap();
+    (app, s, resp)
+}
+
+#[tokio::test]
+async fn an_sse_only_client_keeps_its_session_alive() {
+    let (app, s, resp) = sse_with_session_ttl(Duration::from_millis(3000)).await;
     assert_eq!(resp.status(), 200);
     // Read (keep-alives included) for longer than the idle TTL, on SSE only.
     let reader = tokio::spawn(async move {
@@ -387,17 +394,7 @@ async fn an_sse_only_client_keeps_its_session_alive() {
 async fn the_sse_stream_of_an_expired_session_ends_with_the_close_notice() {
     // The session's idle TTL is shorter than one heartbeat here, so it expires while the
     // stream is open (a configuration the binary refuses; tests build it directly).
-    let app = crate::support::spawn_app_with(|c| {
-        c.heartbeat = Duration::from_secs(1);
-        c.session_ttl = Duration::from_millis(300);
-    })
-    .await;
-    let s = app.new_session().await;
-    let url = app.url(&format!(
-        "/api/sessions/{}/stream?token={}&epoch={}",
-        s.id, s.token, s.epoch
-    ));
-    let resp = app.client.get(&url).send().await.unwrap();
+    let (_app, _s, resp) = sse_with_session_ttl(Duration::from_millis(300)).await;
     let mut sse = SseReader::new(resp);
     assert_eq!(sse.next().await.0, "welcome");
     let (event, _, data) = sse.next().await;

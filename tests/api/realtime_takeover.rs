@@ -13,6 +13,45 @@ use crate::support::redis::{RedisServer, spawn_instance_process, unique_prefix};
 use crate::support::tcp_proxy::TcpProxy;
 use crate::support::*;
 
+/// The upstream asks for function call `c1`; waits until the owner answered it (the
+/// `creates`-th `response.create` it received).
+async fn answer_c1(fake: &FakeRealtime, creates: usize) {
+    fake.emit(function_call(
+        "c1",
+        "lookupNewSales",
+        r#"{"category":"boots"}"#,
+    ));
+    fake.wait_for("the owner's answer", |e| {
+        of_type(e, "response.create").len() == creates
+    })
+    .await;
+}
+
+/// After a takeover the upstream repeats `c1` (answered before) and sends `c2` (and
+/// `also`, when given): the new owner answers `c2` and never `c1` a second time.
+async fn c1_stays_answered_once(fake: &FakeRealtime, also: Option<serde_json::Value>) {
+    fake.emit(function_call(
+        "c1",
+        "lookupNewSales",
+        r#"{"category":"boots"}"#,
+    ));
+    fake.emit(function_call(
+        "c2",
+        "lookupNewSales",
+        r#"{"category":"skis"}"#,
+    ));
+    if let Some(ev) = also {
+        fake.emit(ev);
+    }
+    let got = fake
+        .wait_for("the new owner's answer", |e| {
+            e.iter().any(|x| x["item"]["call_id"] == "c2")
+        })
+        .await;
+    let c1 = got.iter().filter(|x| x["item"]["call_id"] == "c1").count();
+    assert_eq!(c1, 1, "c1 was answered exactly once across the takeover");
+}
+
 /// Two instances on one private Redis, both online against one fake model and one fake
 /// Realtime socket: `a` in this process, `owner` a real process (on `port`) that will hold
 /// the call.
@@ -120,15 +159,7 @@ async fn the_owner_applies_control_and_a_killed_owner_is_replaced() {
     .await;
 
     // A function call the owner answers just before it dies.
-    fake.emit(function_call(
-        "c1",
-        "lookupNewSales",
-        r#"{"category":"boots"}"#,
-    ));
-    fake.wait_for("the owner's answer", |e| {
-        of_type(e, "response.create").len() == 2
-    })
-    .await;
+    answer_c1(&fake, 2).await;
     owner.start_kill().unwrap();
     owner.wait().await.unwrap();
     let killed = Instant::now();
@@ -140,23 +171,7 @@ async fn the_owner_applies_control_and_a_killed_owner_is_replaced() {
     );
     eprintln!("takeover after the owner was killed: {takeover:?}");
     // The upstream repeats the call it saw answered: the new owner does not run it again.
-    fake.emit(function_call(
-        "c1",
-        "lookupNewSales",
-        r#"{"category":"boots"}"#,
-    ));
-    fake.emit(function_call(
-        "c2",
-        "lookupNewSales",
-        r#"{"category":"skis"}"#,
-    ));
-    let got = fake
-        .wait_for("the new owner's answer", |e| {
-            e.iter().any(|x| x["item"]["call_id"] == "c2")
-        })
-        .await;
-    let c1 = got.iter().filter(|x| x["item"]["call_id"] == "c1").count();
-    assert_eq!(c1, 1, "c1 was answered exactly once across the takeover");
+    c1_stays_answered_once(&fake, None).await;
     let resp = a
         .client
         .post(a.url(&format!("/api/sessions/{}/control", s.id)))
@@ -387,15 +402,7 @@ async fn sigterm_hands_the_call_over_at_once() {
         (ev["type"].as_str(), ev["data"]["item_id"].as_str()),
         (Some("transcript.user"), Some("u1"))
     );
-    fake.emit(function_call(
-        "c1",
-        "lookupNewSales",
-        r#"{"category":"boots"}"#,
-    ));
-    fake.wait_for("the owner's answer", |e| {
-        of_type(e, "response.create").len() == 1
-    })
-    .await;
+    answer_c1(&fake, 1).await;
     assert_eq!(next_json(&mut ws).await["type"], "tool.result");
 
     // SIGTERM the owner.
@@ -417,27 +424,9 @@ async fn sigterm_hands_the_call_over_at_once() {
     assert!(status.success(), "{status:?}");
 
     // After: the upstream repeats c1 (seen answered) and sends c2 and a new transcript.
-    fake.emit(function_call(
-        "c1",
-        "lookupNewSales",
-        r#"{"category":"boots"}"#,
-    ));
-    fake.emit(function_call(
-        "c2",
-        "lookupNewSales",
-        r#"{"category":"skis"}"#,
-    ));
-    fake.emit(
-        json!({"type": "conversation.item.input_audio_transcription.completed",
-        "item_id": "u2", "transcript": "after the deploy"}),
-    );
-    let got = fake
-        .wait_for("the adopter's answer", |e| {
-            e.iter().any(|x| x["item"]["call_id"] == "c2")
-        })
-        .await;
-    let c1 = got.iter().filter(|x| x["item"]["call_id"] == "c1").count();
-    assert_eq!(c1, 1, "c1 was answered exactly once across the hand-over");
+    let u2 = json!({"type": "conversation.item.input_audio_transcription.completed",
+        "item_id": "u2", "transcript": "after the deploy"});
+    c1_stays_answered_once(&fake, Some(u2)).await;
     // The browser's channel: c2's result and u2's transcript, each once, nothing repeated.
     let mut seen = Vec::new();
     while seen.len() < 2 {
