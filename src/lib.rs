@@ -18,8 +18,8 @@
 //!   a session, idempotency claims, re-creating a lost session, multi-turn agent sessions) and
 //!   [`realtime`] (call leases, the sideband, the control bus, ending a call).
 //! - Domain: [`scenario`] (file types, checks, validated model, registry, views), [`tools`]
-//!   (registry, `tools::run`: the one tool execution), [`moderation`], [`orchestrator`],
-//!   [`agent`] (the Responses tool loop).
+//!   (registry, `tools::run`: the one tool execution, `tools::turn`: the one Responses tool
+//!   loop), [`moderation`], [`orchestrator`].
 //! - Backends: [`store`] (`SessionStore`: memory and Redis), [`memory`] (agent memory, Agents
 //!   SDK layout), [`broker`] (`Broker`: memory and Redis, `Frame`), [`upstream`] (the
 //!   OpenAI-compatible client), [`auth`] (session and user tokens).
@@ -27,7 +27,6 @@
 //!   (owned background work),
 //!   [`telemetry`] (logs and traces), [`metrics`] (the Prometheus recorder).
 
-pub mod agent;
 pub mod auth;
 pub mod broker;
 pub mod clock;

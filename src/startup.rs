@@ -75,6 +75,11 @@ impl Application {
         };
         let scenarios = Arc::new(scenarios);
         let tools = Arc::new(tools);
+        let moderator = Arc::new(crate::moderation::Moderator::new(
+            config.moderation,
+            config.moderation_fail_closed,
+            &config.deny_patterns,
+        ));
         let sessions = Arc::new(Sessions {
             store: store.clone(),
             broker: broker.clone(),
@@ -82,18 +87,13 @@ impl Application {
             scenarios: scenarios.clone(),
             tools: tools.clone(),
             upstream: upstream.clone(),
+            moderator: moderator.clone(),
             settings: session_settings(&config),
             live_calls: std::sync::OnceLock::new(),
         });
-        let moderator = Arc::new(crate::moderation::Moderator::new(
-            config.moderation,
-            config.moderation_fail_closed,
-            &config.deny_patterns,
-        ));
         let calls = Arc::new(calls);
         let call_deps = Arc::new(crate::realtime::CallDeps {
             sessions: sessions.clone(),
-            moderator: moderator.clone(),
             calls: calls.clone(),
             realtime: config.realtime.clone(),
             api_key: config.openai_api_key.clone(),

@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | 0 leaves | `config`, `clock`, `domain` (ids), `tasks`, `telemetry`, `metrics` | std, crates |
 //! | 1 backends | `store`, `memory`, `broker`, `upstream`, `auth` | leaves |
-//! | 2 domain | `scenario`, `tools`, `moderation`, `orchestrator`, `agent` | backends' traits, the upstream client |
+//! | 2 domain | `scenario`, `tools`, `moderation`, `orchestrator` | backends' traits, the upstream client |
 //! | 3 application | `sessions` (use-cases: switch agent, run a tool, publish, claim, end a call), `realtime` | the domain |
 //! | 4 edge | `http`, `ws`, `error`, `state`, `startup` | everything |
 //!
@@ -30,7 +30,7 @@ fn tier(top: &str) -> Option<u8> {
     Some(match top {
         "config" | "clock" | "domain" | "tasks" | "telemetry" | "metrics" => 0,
         "store" | "memory" | "broker" | "upstream" | "auth" => 1,
-        "scenario" | "tools" | "moderation" | "orchestrator" | "agent" => 2,
+        "scenario" | "tools" | "moderation" | "orchestrator" => 2,
         "sessions" | "realtime" | "lifecycle" => 3,
         "http" | "ws" | "error" | "state" | "startup" => 4,
         _ => return None,

@@ -14,11 +14,11 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::scenarios::unknown_scenario;
-use crate::agent::{TurnSpec, run_turn};
 use crate::config::MAX_ITERATIONS;
 use crate::error::{ApiError, Json};
-use crate::sessions::agent::scenario_agent;
+use crate::sessions::agent::{AgentConfig, scenario_agent};
 use crate::state::AppState;
+use crate::tools::turn::{TurnSpec, run_turn};
 
 /// `POST /api/agent/run` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -86,19 +86,9 @@ fn invalid(message: impl Into<String>) -> ApiError {
 pub async fn run(
     State(state): State<AppState>,
     _access: crate::http::caller::ModelAccess,
-    Json(req): Json<AgentRunRequest>,
+    Json(mut req): Json<AgentRunRequest>,
 ) -> Result<Json<AgentRunResponse>, ApiError> {
-    let input: Vec<Value> = match (req.messages, req.input) {
-        (Some(_), Some(_)) => return Err(invalid("send `messages` or `input`, not both")),
-        (Some(m), None) => m,
-        (None, Some(Value::String(s))) => vec![json!({"role": "user", "content": s})],
-        (None, Some(Value::Array(items))) => items,
-        (None, Some(_)) => return Err(invalid("`input` must be a string or an array of items")),
-        (None, None) => return Err(invalid("`messages` or `input` is required")),
-    };
-    if input.is_empty() {
-        return Err(invalid("the input is empty"));
-    }
+    let input = input_items(req.messages.take(), req.input.take())?;
     let max_iterations = req
         .max_iterations
         .unwrap_or(state.config.agents.max_iterations);
@@ -107,43 +97,21 @@ pub async fn run(
             "`max_iterations` must be 1 to {MAX_ITERATIONS}"
         )));
     }
-    let (instructions, tools, extra_tools) = match (&req.scenario_id, &req.agent) {
-        (Some(sid), Some(name)) => {
-            let scenario = state
-                .scenarios
-                .resolve(sid)
-                .ok_or_else(|| unknown_scenario(&state, sid, true))?;
-            let agent = scenario.agent_or_default(Some(name))?;
-            let cfg = scenario_agent(&scenario, agent);
-            (cfg.instructions, cfg.tools, cfg.handoffs)
-        }
-        (None, None) => {
-            for t in &req.tools {
-                if state.tools.get(t).is_none() {
-                    return Err(invalid(format!(
-                        "unknown tool {t:?}; GET /api/tools lists them"
-                    )));
-                }
-            }
-            (req.instructions.unwrap_or_default(), req.tools, Vec::new())
-        }
-        _ => return Err(invalid("`scenario_id` and `agent` go together")),
-    };
+    let cfg = agent_config(&state, &mut req)?;
     let upstream = state.upstream()?;
     let model = req.model.unwrap_or_else(|| "gpt-4.1-mini".to_owned());
-    let r = run_turn(
-        upstream,
-        &state.tools,
-        TurnSpec {
-            model: &model,
-            instructions: &instructions,
-            tools: &tools,
-            extra_tools: &extra_tools,
-            input,
-            max_iterations,
-        },
-    )
-    .await?;
+    let spec = TurnSpec {
+        model: &model,
+        instructions: &cfg.instructions,
+        tools: &cfg.tools,
+        extra_tools: &cfg.handoffs,
+        input,
+        max_iterations,
+        parallel_tool_calls: None,
+        session_id: None,
+        observer: None,
+    };
+    let r = run_turn(upstream, &state.tools, spec).await?;
     Ok(Json(AgentRunResponse {
         id: r.id,
         output_text: r.output_text,
@@ -154,4 +122,48 @@ pub async fn run(
         capped: r.capped,
         handoff: r.handoff,
     }))
+}
+
+/// The turn's input items: `messages`, or `input` as a string or an item list.
+fn input_items(messages: Option<Vec<Value>>, input: Option<Value>) -> Result<Vec<Value>, ApiError> {
+    let items = match (messages, input) {
+        (Some(_), Some(_)) => return Err(invalid("send `messages` or `input`, not both")),
+        (Some(m), None) => m,
+        (None, Some(Value::String(s))) => vec![json!({"role": "user", "content": s})],
+        (None, Some(Value::Array(items))) => items,
+        (None, Some(_)) => return Err(invalid("`input` must be a string or an array of items")),
+        (None, None) => return Err(invalid("`messages` or `input` is required")),
+    };
+    if items.is_empty() {
+        return Err(invalid("the input is empty"));
+    }
+    Ok(items)
+}
+
+/// The agent to run: a scenario's agent, or the request's own instructions and tools.
+fn agent_config(state: &AppState, req: &mut AgentRunRequest) -> Result<AgentConfig, ApiError> {
+    match (&req.scenario_id, &req.agent) {
+        (Some(sid), Some(name)) => {
+            let scenario = state
+                .scenarios
+                .resolve(sid)
+                .ok_or_else(|| unknown_scenario(state, sid, true))?;
+            let agent = scenario.agent_or_default(Some(name))?;
+            Ok(scenario_agent(&scenario, agent))
+        }
+        (None, None) => {
+            if let Some(t) = req.tools.iter().find(|t| state.tools.get(t).is_none()) {
+                return Err(invalid(format!(
+                    "unknown tool {t:?}; GET /api/tools lists them"
+                )));
+            }
+            Ok(AgentConfig {
+                name: String::new(),
+                instructions: req.instructions.take().unwrap_or_default(),
+                tools: std::mem::take(&mut req.tools),
+                handoffs: Vec::new(),
+            })
+        }
+        _ => Err(invalid("`scenario_id` and `agent` go together")),
+    }
 }

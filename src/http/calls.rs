@@ -269,7 +269,33 @@ pub async fn control(
         authorize(&state, &headers, &id)?.0
     };
     let s = crate::sessions::lifecycle::live_state(&state.sessions, &sid).await?;
-    match &mut cmd {
+    check_command(&state, &s, server, &mut cmd)?;
+    let by = state
+        .calls
+        .control(
+            &state.instance_id,
+            &sid,
+            cmd,
+            state.config.realtime.control_timeout,
+        )
+        .await
+        .map_err(control_error)?;
+    Ok(Json(ControlAck {
+        ok: true,
+        applied_by: by,
+    }))
+}
+
+/// Refuses what a caller may not send: an unknown agent, with a session token a switch the
+/// active agent does not hand off to or any action but a switch or a hang-up, a blank text.
+/// A switch's `source` is set from who sent it.
+fn check_command(
+    state: &AppState,
+    s: &crate::store::SessionState,
+    server: bool,
+    cmd: &mut Command,
+) -> Result<(), ApiError> {
+    match cmd {
         Command::SwitchAgent { agent, source } => {
             let scenario = state.scenarios.resolve(s.scenario_id.as_str());
             let known = scenario
@@ -305,20 +331,7 @@ pub async fn control(
         }
         _ => {}
     }
-    let by = state
-        .calls
-        .control(
-            &state.instance_id,
-            &sid,
-            cmd,
-            state.config.realtime.control_timeout,
-        )
-        .await
-        .map_err(control_error)?;
-    Ok(Json(ControlAck {
-        ok: true,
-        applied_by: by,
-    }))
+    Ok(())
 }
 
 fn forbidden(message: String) -> ApiError {

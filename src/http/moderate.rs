@@ -9,13 +9,13 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use proto_events::events::ModerationFlagged;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::sessions::optional_session;
 use crate::error::{ApiError, Json};
+use crate::sessions::moderate::TextSource;
 use crate::state::AppState;
 
 /// `ModerationRequest`.
@@ -77,21 +77,12 @@ pub async fn moderate(
     headers: HeaderMap,
     Json(req): Json<ModerationRequest>,
 ) -> Result<Json<ModerationDecision>, ApiError> {
+    let unprocessable = |msg| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", msg);
     if req.text.trim().is_empty() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            "`text` must not be empty",
-        ));
+        return Err(unprocessable("`text` must not be empty"));
     }
-    let source = req.source.unwrap_or_else(|| "api".to_owned());
-    if !matches!(source.as_str(), "user" | "assistant" | "api") {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            "`source` must be user, assistant or api",
-        ));
-    }
+    let source = TextSource::parse(req.source.as_deref().unwrap_or("api"))
+        .ok_or_else(|| unprocessable("`source` must be user, assistant or api"))?;
     let session = optional_session(&state, &headers, req.session_id.as_deref()).await?;
     let company = match &session {
         Some((_, s)) => state
@@ -106,22 +97,12 @@ pub async fn moderate(
             .unwrap_or("the company")
             .to_owned(),
     };
-    let d = state
-        .moderator
-        .moderate(&req.text, &company, state.upstream.as_ref())
-        .await;
-    let mut event_seq = None;
-    if let Some((sid, _)) = &session
-        && !d.allowed
-    {
-        let data = ModerationFlagged {
-            categories: d.categories.clone(),
-            sanitized_text: d.sanitized_text.clone(),
-            source: Some(source),
-        };
-        let published = state.sessions.publish(sid, &data).await?;
-        event_seq = Some(published.seq);
-    }
+    let sid = session.as_ref().map(|(id, _)| id);
+    let m = state
+        .sessions
+        .moderate(sid, &req.text, &company, source)
+        .await?;
+    let d = m.decision;
     Ok(Json(ModerationDecision {
         allowed: d.allowed,
         categories: d.categories,
@@ -131,6 +112,6 @@ pub async fn moderate(
         failures: d.failures,
         redactions: d.redactions,
         modes: state.moderator.modes().names(),
-        event_seq,
+        event_seq: m.event_seq,
     }))
 }

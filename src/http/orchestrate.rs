@@ -18,8 +18,7 @@ use utoipa::ToSchema;
 use super::scenarios::unknown_scenario;
 use super::sessions::optional_session;
 use crate::error::{ApiError, Json};
-use crate::orchestrator::decide;
-use crate::sessions::{Switch, SwitchSource, Switched};
+use crate::sessions::orchestrate::{Orchestrate, Orchestrated};
 use crate::state::AppState;
 
 /// `OrchestrationRequest`.
@@ -82,75 +81,53 @@ pub async fn orchestrate(
 ) -> Result<Json<OrchestrationDecision>, ApiError> {
     let tail = transcript_lines(&req.transcript_tail)?;
     let session = optional_session(&state, &headers, req.session_id.as_deref()).await?;
-    let (scenario, active_name) = match &session {
-        Some((_, s)) => (
-            state
-                .scenarios
-                .resolve(s.scenario_id.as_str())
-                .ok_or_else(|| unknown_scenario(&state, s.scenario_id.as_str(), true))?,
-            Some(s.active_agent.to_string()),
-        ),
+    let (scenario_id, active) = match &session {
+        Some((_, s)) => (s.scenario_id.to_string(), Some(s.active_agent.to_string())),
         None => {
-            let id = req.scenario_id.as_deref().ok_or_else(|| {
+            let id = req.scenario_id.clone().ok_or_else(|| {
                 ApiError::bad_request(
                     "invalid_body",
                     "`scenario_id` is required without a `session_id`",
                 )
             })?;
-            let sc = state
-                .scenarios
-                .resolve(id)
-                .ok_or_else(|| unknown_scenario(&state, id, true))?;
-            let active = req
-                .context
-                .get("active_agent")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            (sc, active)
+            let active = req.context.get("active_agent").and_then(Value::as_str);
+            (id, active.map(str::to_owned))
         }
     };
-    let active = scenario.agent_or_default(active_name.as_deref())?;
-    let text = req.last_user_text.as_deref().unwrap_or_default();
-    let d = decide(&scenario, active, text, &tail, state.upstream.as_ref()).await;
-    let from = active.name.to_string();
-    let mut out = OrchestrationDecision {
-        changed: d.chosen != from,
-        chosen_root: d.chosen.clone(),
-        reason: d.reason.clone(),
-        confidence: d.confidence,
-        source: d.source,
-        from: from.clone(),
-        scores: d
-            .scores
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::from(*v)))
-            .collect(),
-        failure: d.failure.clone(),
-        event_seq: None,
+    let scenario = state
+        .scenarios
+        .resolve(&scenario_id)
+        .ok_or_else(|| unknown_scenario(&state, &scenario_id, true))?;
+    let active = scenario.agent_or_default(active.as_deref())?;
+    let asked = Orchestrate {
+        session: session.as_ref().map(|(id, _)| id),
+        scenario: &scenario,
+        active,
+        last_user_text: req.last_user_text.as_deref().unwrap_or_default(),
+        tail: &tail,
     };
-    if let Some((sid, _)) = &session
-        && out.changed
-    {
-        let sw = Switch {
-            from: from.clone(),
-            to: d.chosen.clone(),
-            source: SwitchSource::Orchestrator,
-            reason: d.reason.clone(),
+    Ok(Json(state.sessions.orchestrate(asked).await?.into()))
+}
+
+impl From<Orchestrated> for OrchestrationDecision {
+    fn from(o: Orchestrated) -> Self {
+        let d = o.decision;
+        Self {
+            changed: o.changed,
+            chosen_root: d.chosen,
+            reason: d.reason,
             confidence: d.confidence,
-            tell_call: true,
-        };
-        match state.sessions.switch_agent(sid, sw).await? {
-            Switched::Changed { seq } => out.event_seq = Some(seq),
-            Switched::Unchanged => out.changed = false,
-            Switched::Lost { now } => {
-                // Another decision switched first: report the state as it is now.
-                out.changed = false;
-                out.chosen_root = now.unwrap_or(from);
-                out.reason = format!("another decision changed the agent first ({})", out.reason);
-            }
+            source: d.source,
+            from: o.from,
+            scores: d
+                .scores
+                .into_iter()
+                .map(|(k, v)| (k, Value::from(v)))
+                .collect(),
+            failure: d.failure,
+            event_seq: o.event_seq,
         }
     }
-    Ok(Json(out))
 }
 
 /// The transcript tail as lines: strings, or objects with `text` (or `content`).

@@ -15,14 +15,14 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::scenarios::unknown_scenario;
-use crate::clock::now_rfc3339;
 use crate::domain::SessionId;
 use crate::error::{ApiError, Json, Query};
 use crate::http::caller::{Caller, ModelAccess};
 use crate::scenario::DEFAULT_SCENARIO;
+use crate::scenario::model::Agent;
 use crate::scenario::view::{AgentView, GuardrailView, guardrails, initial_agents, with_context};
+use crate::sessions::lifecycle::{NewSession, create_session};
 use crate::state::AppState;
-use crate::store::SessionState;
 use crate::upstream::realtime::session_config;
 
 /// `GET /api/session2` query.
@@ -159,62 +159,69 @@ async fn bootstrap(
         ));
     }
     let root = scenario.agent_or_default(root_agent.as_deref())?;
-    let user_id = caller.user_id().map(str::to_owned);
+    let key = ephemeral_key(state, root, context.as_deref()).await?;
+    let new = NewSession {
+        id: SessionId::generate(),
+        scenario_id: scenario.id.clone(),
+        root: root.name.clone(),
+        context,
+        user_id: caller.user_id().map(str::to_owned),
+    };
+    let (s, top) = create_session::<ApiError>(&state.sessions, new).await?;
+    let sid = &s.session_id;
+    let (token, expires_at) = (state.tokens).issue_user(
+        sid,
+        scenario.id.as_str(),
+        root.name.as_str(),
+        s.user_id.as_deref(),
+    );
+    tracing::info!(session_id = %sid, scenario = %scenario.id, root = %root.name, "session created");
+    Ok(Json(Session2Response {
+        session_id: sid.to_string(),
+        scenario_id: scenario.id.to_string(),
+        root_agent: root.name.to_string(),
+        ephemeral_key: key.value,
+        ephemeral_key_expires_at: key.expires_at,
+        expires_at,
+        initial_agents: initial_agents(&scenario, root, s.context.as_deref()),
+        guardrails: guardrails(&scenario),
+        events: events_info(state, headers, sid, token, top.epoch, top.seq),
+        warning: key.warning,
+    }))
+}
 
-    let (ephemeral_key, key_expires, warning) = match &state.upstream {
-        Some(up) => {
-            let instructions = with_context(&root.instructions, context.as_deref());
-            let cfg = session_config(&state.config, Some(&root.voice), Some(&instructions));
-            let key = up.mint_client_secret(state.config.key_ttl, cfg).await?;
-            (Some(key.value), Some(key.expires_at), None)
-        }
-        None => (
-            None,
-            None,
-            Some(
+/// The browser's ephemeral key, or why there is none.
+struct KeyOrWarning {
+    value: Option<String>,
+    expires_at: Option<u64>,
+    warning: Option<String>,
+}
+
+/// Mints an ephemeral key for the root agent; offline, a warning instead.
+async fn ephemeral_key(
+    state: &AppState,
+    root: &Agent,
+    context: Option<&str>,
+) -> Result<KeyOrWarning, ApiError> {
+    let Some(up) = &state.upstream else {
+        return Ok(KeyOrWarning {
+            value: None,
+            expires_at: None,
+            warning: Some(
                 "upstream_not_configured: no OPENAI_API_KEY is set, so no ephemeral key was \
                  minted; the session and its event channel work, voice does not"
                     .to_owned(),
             ),
-        ),
+        });
     };
-
-    let session_id = SessionId::generate();
-    let top = state.broker.open(&session_id).await?;
-    let now = now_rfc3339();
-    state
-        .store
-        .create(&SessionState {
-            session_id: session_id.clone(),
-            scenario_id: scenario.id.clone(),
-            root_agent: root.name.clone(),
-            active_agent: root.name.clone(),
-            created_at: now.clone(),
-            updated_at: now,
-            context: context.clone(),
-            user_id: user_id.clone(),
-        })
-        .await?;
-    let (token, expires_at) = state.tokens.issue_user(
-        &session_id,
-        scenario.id.as_str(),
-        root.name.as_str(),
-        user_id.as_deref(),
-    );
-    let events = events_info(state, headers, &session_id, token, top.epoch, top.seq);
-    tracing::info!(session_id = %session_id, scenario = %scenario.id, root = %root.name, "session created");
-    Ok(Json(Session2Response {
-        session_id: session_id.to_string(),
-        scenario_id: scenario.id.to_string(),
-        root_agent: root.name.to_string(),
-        ephemeral_key,
-        ephemeral_key_expires_at: key_expires,
-        expires_at,
-        initial_agents: initial_agents(&scenario, root, context.as_deref()),
-        guardrails: guardrails(&scenario),
-        events,
-        warning,
-    }))
+    let instructions = with_context(&root.instructions, context);
+    let cfg = session_config(&state.config, Some(&root.voice), Some(&instructions));
+    let key = up.mint_client_secret(state.config.key_ttl, cfg).await?;
+    Ok(KeyOrWarning {
+        value: Some(key.value),
+        expires_at: Some(key.expires_at),
+        warning: None,
+    })
 }
 
 /// A string context as is; an object as sorted `key: value` lines; `null`/empty as none.

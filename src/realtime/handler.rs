@@ -12,10 +12,11 @@ use super::client_events::{output_item, response_create, session_update, system_
 use crate::config::Steer;
 use crate::domain::SessionId;
 use crate::scenario::view::agent_view;
+use crate::sessions::moderate::TextSource;
 use crate::sessions::tool_call::{AgentRule, ToolRan};
 use crate::sessions::{Idempotency, Switch, SwitchSource, Switched, ToolRun};
 use crate::tools::run::{Args, model_output};
-use proto_events::events::{EventData, ModerationFlagged, TranscriptAssistant, TranscriptUser};
+use proto_events::events::{EventData, TranscriptAssistant, TranscriptUser};
 
 pub use super::command::{Command, CommandError};
 
@@ -254,21 +255,24 @@ impl Call {
         self.remember(json!({"role": "assistant", "content": text}))
             .await;
         self.push_tail(format!("assistant: {text}"));
-        let upstream = self.deps.sessions.upstream.as_ref();
-        let d = self
+        let judged = self
             .deps
-            .moderator
-            .moderate(&text, &scn.company_name, upstream)
+            .sessions
+            .moderate(
+                Some(&self.sid),
+                &text,
+                &scn.company_name,
+                TextSource::Assistant,
+            )
             .await;
-        if d.allowed {
-            return vec![];
-        }
-        self.publish(&ModerationFlagged {
-            categories: d.categories.clone(),
-            sanitized_text: d.sanitized_text.clone(),
-            source: Some("assistant".into()),
-        })
-        .await;
+        let d = match judged {
+            Ok(m) if m.decision.allowed => return vec![],
+            Ok(m) => m.decision,
+            Err(e) => {
+                tracing::error!(error = %e, call_id = %self.call_id, "publishing moderation.flagged failed");
+                return vec![];
+            }
+        };
         let mut out = Vec::new();
         if self.deps.realtime.steer == Steer::Cancel && self.responding {
             out.push(json!({"type": "response.cancel"}));

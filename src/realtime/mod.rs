@@ -24,7 +24,6 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::RealtimeSettings;
 use crate::domain::SessionId;
-use crate::moderation::Moderator;
 use crate::sessions::Sessions;
 use crate::store::StoreError;
 use handler::Command;
@@ -55,8 +54,6 @@ pub enum ControlError {
 pub struct CallDeps {
     /// The session use-cases (publish, switch, run a tool) and their backends.
     pub sessions: Arc<Sessions>,
-    /// Moderation of what the assistant says.
-    pub moderator: Arc<Moderator>,
     /// Leases, the call index, and the calls whose sideband runs here.
     pub calls: Arc<Calls>,
     /// Lease TTL, sideband URL, what to do on a flagged answer.

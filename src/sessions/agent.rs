@@ -21,7 +21,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Sessions, Switch, SwitchSource, Switched};
-use crate::agent::{TurnSpec, run_turn};
 use crate::broker::BrokerError;
 use crate::clock::now_rfc3339;
 use crate::domain::{InvalidId, SessionId};
@@ -29,6 +28,7 @@ use crate::memory::{AgentMemory, LockToken, MemoryError};
 use crate::scenario::view::agent_view;
 use crate::scenario::{Agent, Scenario, UnknownAgent, UnknownScenario};
 use crate::store::StoreError;
+use crate::tools::turn::{TurnSpec, run_turn};
 use crate::upstream::UpstreamError;
 
 /// Why an agent-session use-case failed.
@@ -333,6 +333,9 @@ pub async fn run_message(
                     extra_tools: &cfg.handoffs,
                     input: input.clone(),
                     max_iterations: msg.max_iterations,
+                    parallel_tool_calls: None,
+                    session_id: Some(id),
+                    observer: None,
                 },
             )
             .await?;

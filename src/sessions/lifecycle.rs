@@ -7,9 +7,9 @@
 
 use super::Sessions;
 use crate::auth::SessionClaims;
-use crate::broker::BrokerError;
+use crate::broker::{BrokerError, Top};
 use crate::clock::now_rfc3339;
-use crate::domain::SessionId;
+use crate::domain::{AgentName, ScenarioId, SessionId};
 use crate::store::{SessionState, StoreError};
 
 /// Whether a session was found or re-created.
@@ -38,6 +38,43 @@ pub enum Missing {
     Broker(#[from] BrokerError),
 }
 
+/// A session to start.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// Its id.
+    pub id: SessionId,
+    /// Its scenario.
+    pub scenario_id: ScenarioId,
+    /// The root (and first active) agent.
+    pub root: AgentName,
+    /// The host app's context, rendered as text.
+    pub context: Option<String>,
+    /// The host-app user it belongs to.
+    pub user_id: Option<String>,
+}
+
+/// Starts a session: opens its history, then stores its state (so its channel exists
+/// before anyone can find it). Returns the state and the history's position.
+pub async fn create_session<E>(state: &Sessions, new: NewSession) -> Result<(SessionState, Top), E>
+where
+    E: From<StoreError> + From<BrokerError>,
+{
+    let top = state.broker.open(&new.id).await?;
+    let now = now_rfc3339();
+    let s = SessionState {
+        session_id: new.id,
+        scenario_id: new.scenario_id,
+        active_agent: new.root.clone(),
+        root_agent: new.root,
+        created_at: now.clone(),
+        updated_at: now,
+        context: new.context,
+        user_id: new.user_id,
+    };
+    state.store.create(&s).await?;
+    Ok((s, top))
+}
+
 /// Returns the session's state, re-creating a lost one from `claims`.
 pub async fn ensure_session(
     state: &Sessions,
@@ -59,19 +96,14 @@ pub async fn ensure_session(
         .agent(&claims.root)
         .or_else(|| scenario.agent(scenario.default_root.as_str()))
         .ok_or(Missing::Gone)?;
-    let now = now_rfc3339();
-    let s = SessionState {
-        session_id: sid.clone(),
+    let new = NewSession {
+        id: sid.clone(),
         scenario_id: scenario.id.clone(),
-        root_agent: root.name.clone(),
-        active_agent: root.name.clone(),
-        created_at: now.clone(),
-        updated_at: now,
+        root: root.name.clone(),
         context: None,
         user_id: claims.uid.clone(),
     };
-    state.store.create(&s).await?;
-    state.broker.open(sid).await?;
+    let (s, _) = create_session::<Missing>(state, new).await?;
     tracing::warn!(session_id = %sid, "re-created a lost session from its token");
     Ok((s, Found::Recreated))
 }

@@ -19,6 +19,8 @@ pub mod agent;
 pub mod claim;
 pub mod health;
 pub mod lifecycle;
+pub mod moderate;
+pub mod orchestrate;
 pub mod switch;
 pub mod tool_call;
 
@@ -66,6 +68,8 @@ pub struct Sessions {
     pub tools: Arc<ToolRegistry>,
     /// The upstream, `None` when offline.
     pub upstream: Option<UpstreamClient>,
+    /// The moderation checks.
+    pub moderator: Arc<crate::moderation::Moderator>,
     /// Settings.
     pub settings: SessionSettings,
     /// The live calls, told when an agent switch from outside a call must reach the call

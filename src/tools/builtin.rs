@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::run::{Args, Call, Runner, model_output};
+use super::turn::{TurnSpec, run_turn};
 use super::{Tool, ToolContext, ToolError, data};
 use crate::upstream::responses::message_texts;
 
@@ -194,103 +194,56 @@ lists, and cite policy documents as [NAME](ID).";
 /// Most model round trips of one supervisor answer.
 const SUPERVISOR_MAX_TURNS: usize = 6;
 
-/// The chatSupervisor's supervisor: a tool loop over the Responses API.
+/// The chatSupervisor's supervisor: the Responses tool loop over its three tools.
 struct Supervisor;
 
 #[async_trait]
 impl Tool for Supervisor {
     async fn call(&self, ctx: &ToolContext<'_>, args: Value) -> Result<Value, ToolError> {
         let up = ctx.upstream.ok_or(ToolError::Offline)?;
-        let tools: Vec<Value> = extra_declarations()
+        let registry = ctx
+            .tools
+            .ok_or_else(|| ToolError::Failed("the supervisor has no tools to use".into()))?;
+        let tools: Vec<String> = extra_declarations()
             .into_iter()
-            .filter(|(n, ..)| n != "echo_context")
-            .map(|(name, description, parameters)| {
-                json!({"type": "function", "name": name, "description": description, "parameters": parameters})
-            })
+            .map(|(name, ..)| name)
+            .filter(|n| n != "echo_context")
             .collect();
-        let mut input = vec![
+        let input = vec![
             json!({"type": "message", "role": "system", "content": SUPERVISOR_PROMPT}),
             json!({"type": "message", "role": "user", "content": format!(
                 "What the customer just said, in short: {}",
                 args["relevantContextFromLastUserMessage"].as_str().unwrap_or_default()
             )}),
         ];
-        for _ in 0..SUPERVISOR_MAX_TURNS {
-            let body = json!({"model": "gpt-4.1", "input": input, "tools": tools, "parallel_tool_calls": false});
-            let resp = up
-                .post_json("responses", &body)
-                .await
-                .map_err(|e| ToolError::Failed(format!("the supervisor failed: {e}")))?;
-            let calls: Vec<Value> = resp["output"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|i| i["type"] == "function_call")
-                .cloned()
-                .collect();
-            if calls.is_empty() {
-                let text = resp["output"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|i| i["type"] == "message")
-                    .map(|i| {
-                        let one = json!({"output": [i]});
-                        message_texts(&one).collect::<String>()
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                return Ok(json!({"nextResponse": text}));
-            }
-            for call in calls {
-                let name = call["name"].as_str().unwrap_or_default();
-                let call_args: Value = call["arguments"]
-                    .as_str()
-                    .and_then(|a| serde_json::from_str(a).ok())
-                    .unwrap_or(json!({}));
-                // Only the tools it was offered, each checked against its schema.
-                let offered = tools.iter().any(|t| t["name"] == name);
-                let output = match ctx.tools {
-                    Some(registry) if offered => {
-                        let runner = Runner {
-                            registry,
-                            upstream: ctx.upstream,
-                        };
-                        let report = runner
-                            .run_reported(Call {
-                                tool: name,
-                                args: Args::Json(&call_args),
-                                correlation_id: call["call_id"].as_str(),
-                                session_id: ctx.session_id,
-                            })
-                            .await;
-                        model_output(&report)
-                    }
-                    _ => json!({"error": format!("unknown tool {name}")}),
-                };
-                let call_args_for_trail = call_args;
-                if let Some(trail) = ctx.trail {
-                    trail.push(
-                        format!("supervisor function call: {name}"),
-                        call_args_for_trail,
-                    );
-                    trail.push(
-                        format!("supervisor function call result: {name}"),
-                        output.clone(),
-                    );
-                }
-                input.push(
-                    json!({"type": "function_call", "call_id": call["call_id"], "name": name,
-                                  "arguments": call["arguments"]}),
-                );
-                input.push(
-                    json!({"type": "function_call_output", "call_id": call["call_id"],
-                                  "output": output.to_string()}),
+        let observe = |name: &str, args: &Value, output: &Value| {
+            if let Some(trail) = ctx.trail {
+                trail.push(format!("supervisor function call: {name}"), args.clone());
+                trail.push(
+                    format!("supervisor function call result: {name}"),
+                    output.clone(),
                 );
             }
+        };
+        let spec = TurnSpec {
+            model: "gpt-4.1",
+            instructions: "",
+            tools: &tools,
+            extra_tools: &[],
+            input,
+            max_iterations: SUPERVISOR_MAX_TURNS,
+            parallel_tool_calls: Some(false),
+            session_id: ctx.session_id,
+            observer: Some(&observe),
+        };
+        let turn = run_turn(up, registry, spec)
+            .await
+            .map_err(|e| ToolError::Failed(format!("the supervisor failed: {e}")))?;
+        if turn.capped {
+            return Err(ToolError::Failed(format!(
+                "the supervisor did not finish within {SUPERVISOR_MAX_TURNS} model turns"
+            )));
         }
-        Err(ToolError::Failed(format!(
-            "the supervisor did not finish within {SUPERVISOR_MAX_TURNS} model turns"
-        )))
+        Ok(json!({"nextResponse": turn.output_text}))
     }
 }

@@ -10,6 +10,7 @@
 pub mod builtin;
 pub mod data;
 pub mod run;
+pub mod turn;
 pub mod webhook;
 
 use std::collections::BTreeMap;
