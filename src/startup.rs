@@ -53,14 +53,13 @@ impl Application {
             UpstreamClient::from_config(&config).context("building the upstream client")?;
         let hub = Hub::new(config.conn_queue);
         let instance_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-        let local_calls = Arc::new(dashmap::DashMap::new());
         let tasks = crate::tasks::Tasks::new();
         let adopt_now = Arc::new(tokio::sync::Notify::new());
         let shared = backends::Shared {
             config: &config,
             hub: &hub,
             instance_id: &instance_id,
-            local_calls,
+            local_calls: Arc::new(dashmap::DashMap::new()),
             tasks: &tasks,
             adopt_now: &adopt_now,
         };
@@ -69,10 +68,7 @@ impl Application {
             store,
             memory,
             calls,
-        } = match &config.redis_url {
-            None => backends::embedded(shared),
-            Some(url) => backends::redis(url, shared).await?,
-        };
+        } = backends::connect(shared).await?;
         let scenarios = Arc::new(scenarios);
         let tools = Arc::new(tools);
         let moderator = Arc::new(crate::moderation::Moderator::new(
@@ -92,19 +88,9 @@ impl Application {
             live_calls: std::sync::OnceLock::new(),
         });
         let calls = Arc::new(calls);
-        let call_deps = Arc::new(crate::realtime::CallDeps {
-            sessions: sessions.clone(),
-            calls: calls.clone(),
-            realtime: config.realtime.clone(),
-            api_key: config.openai_api_key.clone(),
-            instance_id: instance_id.clone(),
-            tasks: crate::tasks::Tasks::child_of(&tasks),
-            adopt_now,
-        });
-        let weak = Arc::downgrade(&call_deps);
-        let live: std::sync::Weak<dyn crate::sessions::LiveCalls> = weak;
-        let _ = sessions.live_calls.set(live);
+        let call_deps = wire_calls(&config, &sessions, &calls, &instance_id, &tasks, adopt_now);
         let health = readiness(&tasks, &sessions).await;
+        let limits = crate::http::limits::Limits::new(&config, &tasks);
         let state = AppState::new(Inner {
             tasks,
             health,
@@ -121,7 +107,7 @@ impl Application {
             upstream,
             tokens,
             users: crate::auth::user::UserVerifier::from_settings(&config.access),
-            limits: crate::http::limits::Limits::new(&config),
+            limits,
             instance_id,
             started: Instant::now(),
             config,
@@ -171,16 +157,17 @@ impl Application {
         let closer = hub.clone();
         let calls = self.state.call_deps.clone();
         let tasks = self.state.tasks.clone();
+        let background = tasks.clone();
         let (handed_tx, handed_rx) = tokio::sync::oneshot::channel();
         let signal = async move {
             signal.await;
             let _ = stopping_tx.send(());
             // Calls first: each released lease lets another instance re-attach at once.
-            let handing = tokio::spawn(async move {
+            let handing = background.spawn(async move {
                 calls.hand_over(budget / 2).await;
             });
             let _ = handed_tx.send(handing);
-            tokio::spawn(close_in_batches(closer, budget / 2));
+            background.spawn(close_in_batches(closer, budget / 2));
         };
         let app = router(self.state);
         let serve = axum::serve(
@@ -220,6 +207,31 @@ impl Application {
         tasks.stop(Duration::from_secs(1)).await;
         out
     }
+}
+
+/// The calls layer over `sessions`, and the weak link back that lets a switch from outside
+/// a call reach it.
+fn wire_calls(
+    config: &Config,
+    sessions: &Arc<Sessions>,
+    calls: &Arc<crate::realtime::Calls>,
+    instance_id: &str,
+    tasks: &crate::tasks::Tasks,
+    adopt_now: Arc<tokio::sync::Notify>,
+) -> Arc<crate::realtime::CallDeps> {
+    let call_deps = Arc::new(crate::realtime::CallDeps {
+        sessions: sessions.clone(),
+        calls: calls.clone(),
+        realtime: config.realtime.clone(),
+        api_key: config.openai_api_key.clone(),
+        instance_id: instance_id.to_owned(),
+        tasks: crate::tasks::Tasks::child_of(tasks),
+        adopt_now,
+    });
+    let weak = Arc::downgrade(&call_deps);
+    let live: std::sync::Weak<dyn crate::sessions::LiveCalls> = weak;
+    let _ = sessions.live_calls.set(live);
+    call_deps
 }
 
 /// The session-token issuer; warns when its secret is a random per-process one.

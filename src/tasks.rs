@@ -3,6 +3,11 @@
 //! closes the tracker and waits for the tasks to finish, so nothing runs on after its
 //! application, and nothing holds the application's state forever. A leaf: it knows nothing
 //! of the crate.
+//!
+//! Two kinds of task are owned otherwise, by the value they serve: a backend's sweeper or
+//! pub/sub listener (the in-memory store and broker, the Redis broker) holds only a `Weak`
+//! to its backend and ends when the backend is dropped; a server agent's turn-lock renewal
+//! is aborted when its turn ends.
 
 use std::future::Future;
 use std::time::Duration;

@@ -47,9 +47,12 @@ use crate::domain::SessionId;
 /// How long an idempotency key is remembered, in ms.
 const IDEMPOTENCY_MS: u64 = 300_000;
 
-const PUBLISH_LUA: &str = include_str!("lua/publish.lua");
+const PUBLISH_LUA: &str = concat!(
+    include_str!("lua/epoch.lua"),
+    include_str!("lua/publish.lua")
+);
 
-const OPEN_LUA: &str = include_str!("lua/open.lua");
+const OPEN_LUA: &str = concat!(include_str!("lua/epoch.lua"), include_str!("lua/open.lua"));
 
 /// Returns {epoch, seq, first_retained_seq, seq1, env1, seq2, env2, ...} or {} without history.
 const HISTORY_LUA: &str = include_str!("lua/history.lua");

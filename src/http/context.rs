@@ -75,24 +75,7 @@ pub async fn snapshot(
         }
         None => None,
     };
-    let mut raw: Vec<String> = Vec::new();
-    for (label, v) in [
-        ("Page", &req.page),
-        ("Project", &req.project_id),
-        ("User", &req.user_id),
-    ] {
-        if let Some(v) = v.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-            raw.push(format!("{label}: {v}"));
-        }
-    }
-    let extra: BTreeMap<&String, &Value> = req.extra.iter().collect();
-    for (k, v) in extra {
-        match v {
-            Value::Null => {}
-            Value::String(s) => raw.push(format!("{k}: {s}")),
-            other => raw.push(format!("{k}: {other}")),
-        }
-    }
+    let raw = raw_blocks(&req);
     let (blocks, redactions, truncated, dropped) =
         scrub_and_cap(raw, state.config.context_max_bytes);
     let size: usize = blocks.iter().map(String::len).sum();
@@ -118,6 +101,29 @@ pub async fn snapshot(
         }),
         content_blocks: blocks,
     }))
+}
+
+/// The request's fields as `Label: value` lines, then its extras sorted by key.
+fn raw_blocks(req: &ContextSnapshotRequest) -> Vec<String> {
+    let mut raw: Vec<String> = Vec::new();
+    for (label, v) in [
+        ("Page", &req.page),
+        ("Project", &req.project_id),
+        ("User", &req.user_id),
+    ] {
+        if let Some(v) = v.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            raw.push(format!("{label}: {v}"));
+        }
+    }
+    let extra: BTreeMap<&String, &Value> = req.extra.iter().collect();
+    for (k, v) in extra {
+        match v {
+            Value::Null => {}
+            Value::String(s) => raw.push(format!("{k}: {s}")),
+            other => raw.push(format!("{k}: {other}")),
+        }
+    }
+    raw
 }
 
 /// Redacts each block and keeps them within `max` bytes in total.

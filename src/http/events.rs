@@ -12,12 +12,10 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::sessions::authorize;
-use crate::broker::BrokerError;
 use crate::broker::Publish;
 use crate::domain::SessionId;
 use crate::error::{ApiError, Json, Path, Query};
 use crate::http::caller::require_api_key;
-use crate::sessions::lifecycle::Missing;
 use crate::state::AppState;
 
 /// Longest idempotency key.
@@ -133,16 +131,13 @@ pub async fn publish(
 ) -> Result<(StatusCode, Json<PublishResponse>), ApiError> {
     require_api_key(&state.config, &headers)?;
     let sid: SessionId = id.parse().map_err(|_| unknown_session(&id))?;
-    let kind: EventType = req
-        .kind
-        .parse()
-        .map_err(|e: proto_events::InvalidEventType| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_event_type",
-                e.to_string(),
-            )
-        })?;
+    let kind: EventType = (req.kind.parse()).map_err(|e: proto_events::InvalidEventType| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_event_type",
+            e.to_string(),
+        )
+    })?;
     if let Some(k) = &req.idempotency_key
         && (k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY)
     {
@@ -152,27 +147,13 @@ pub async fn publish(
             format!("`idempotency_key` must be 1 to {MAX_IDEMPOTENCY_KEY} bytes"),
         ));
     }
-    // A publish that cannot reach the backend is `broker_unavailable` (DESIGN.md §4), even
-    // when the session read is what failed.
-    match crate::sessions::lifecycle::live_state(&state.sessions, &sid).await {
-        Ok(_) => {}
-        Err(Missing::Store(e)) => return Err(BrokerError::from(e).into()),
-        Err(e) => return Err(e.into()),
-    }
-    let published = state
-        .broker
-        .publish(
-            &sid,
-            Publish {
-                kind,
-                data: req
-                    .data
-                    .unwrap_or_else(|| Value::Object(Default::default())),
-                idempotency_key: req.idempotency_key,
-                trace_id: None,
-            },
-        )
-        .await?;
+    let event = Publish {
+        kind,
+        data: (req.data).unwrap_or_else(|| Value::Object(Default::default())),
+        idempotency_key: req.idempotency_key,
+        trace_id: None,
+    };
+    let published = state.sessions.publish_event(&sid, event).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(PublishResponse {

@@ -30,13 +30,13 @@ fn limiter<K: Hash + Eq + Clone>(r: &Rate) -> DefaultKeyedRateLimiter<K> {
 
 impl Limits {
     /// Limiters for the configured rates; forgets idle keys every minute.
-    pub fn new(config: &Config) -> Arc<Self> {
+    pub fn new(config: &Config, tasks: &crate::tasks::Tasks) -> Arc<Self> {
         let limits = Arc::new(Self {
             ip: config.access.rate_ip.as_ref().map(limiter),
             user: config.access.rate_user.as_ref().map(limiter),
         });
         let weak = Arc::downgrade(&limits);
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(60)).await;
                 let Some(l) = weak.upgrade() else { return };

@@ -66,22 +66,7 @@ pub async fn create(
     }
     let upstream = state.upstream()?;
     if obj.get("stream").and_then(Value::as_bool) == Some(true) {
-        let resp = upstream
-            .post_stream("responses", &body)
-            .await
-            .map_err(crate::error::proxy_error)?;
-        let content_type = resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .cloned()
-            .unwrap_or_else(|| HeaderValue::from_static("text/event-stream"));
-        let mut out = Body::from_stream(resp.bytes_stream()).into_response();
-        out.headers_mut().insert(header::CONTENT_TYPE, content_type);
-        out.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        out.headers_mut()
-            .insert("x-accel-buffering", HeaderValue::from_static("no"));
-        return Ok(out);
+        return stream(upstream, &body).await;
     }
     let wants_parsed =
         body.pointer("/text/format/type").and_then(Value::as_str) == Some("json_schema");
@@ -91,4 +76,27 @@ pub async fn create(
         .map_err(crate::error::proxy_error)?;
     add_sdk_fields(&mut resp, wants_parsed);
     Ok(Json(resp).into_response())
+}
+
+/// Relays a streamed answer as it arrives (`text/event-stream`, unbuffered).
+async fn stream(
+    upstream: &crate::upstream::UpstreamClient,
+    body: &Value,
+) -> Result<Response, ApiError> {
+    let resp = upstream
+        .post_stream("responses", body)
+        .await
+        .map_err(crate::error::proxy_error)?;
+    let content_type = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static("text/event-stream"));
+    let mut out = Body::from_stream(resp.bytes_stream()).into_response();
+    out.headers_mut().insert(header::CONTENT_TYPE, content_type);
+    out.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    out.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(out)
 }

@@ -119,21 +119,10 @@ pub async fn execute(
     headers: HeaderMap,
     Json(req): Json<ToolExecutionRequest>,
 ) -> Result<Json<ToolExecutionResult>, ApiError> {
-    if req
-        .correlation_id
-        .as_ref()
-        .is_some_and(|c| c.is_empty() || c.len() > MAX_CORRELATION_ID)
-    {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            format!("`correlation_id` must be 1 to {MAX_CORRELATION_ID} bytes"),
-        ));
-    }
-    let session = match &req.session_id {
-        Some(id) => Some(authorize(&state, &headers, id)?),
-        None => None,
-    };
+    check_correlation_id(req.correlation_id.as_deref())?;
+    let session = (req.session_id.as_deref())
+        .map(|id| authorize(&state, &headers, id))
+        .transpose()?;
     if state.tools.get(&req.tool).is_none() {
         return Err(ToolRunError::from(RunError::Unknown(req.tool)).into());
     }
@@ -168,6 +157,18 @@ pub async fn execute(
         ToolRan::Fresh(r) | ToolRan::Repeat(r) => Ok(Json(r.into())),
         // Only answer-once runs end here.
         ToolRan::AlreadyAnswered => Err(ToolRunError::InProgress.into()),
+    }
+}
+
+/// A correlation id is 1 to [`MAX_CORRELATION_ID`] bytes.
+fn check_correlation_id(id: Option<&str>) -> Result<(), ApiError> {
+    match id {
+        Some(c) if c.is_empty() || c.len() > MAX_CORRELATION_ID => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            format!("`correlation_id` must be 1 to {MAX_CORRELATION_ID} bytes"),
+        )),
+        _ => Ok(()),
     }
 }
 

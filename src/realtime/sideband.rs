@@ -71,7 +71,8 @@ fn spawn_renewal(
     lost: watch::Sender<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let ttl = state.realtime.lease_ttl;
-    tokio::spawn(async move {
+    let tasks = state.tasks.clone();
+    tasks.spawn(async move {
         loop {
             tokio::time::sleep(ttl / 3).await;
             let renewed =

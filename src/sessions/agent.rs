@@ -28,7 +28,7 @@ use crate::memory::{AgentMemory, LockToken, MemoryError};
 use crate::scenario::view::agent_view;
 use crate::scenario::{Agent, Scenario, UnknownAgent, UnknownScenario};
 use crate::store::StoreError;
-use crate::tools::turn::{TurnSpec, run_turn};
+use crate::tools::turn::{TurnResult, TurnSpec, run_turn};
 use crate::upstream::UpstreamError;
 
 /// Why an agent-session use-case failed.
@@ -247,6 +247,21 @@ pub struct Outcome {
     pub published: bool,
 }
 
+impl Outcome {
+    /// Adds one model turn (its calls, round trips, usage, answer); returns its handoff.
+    fn add_turn(&mut self, r: TurnResult) -> Option<String> {
+        self.tool_calls.extend(r.tool_calls);
+        self.iterations += r.iterations;
+        for key in ["input_tokens", "output_tokens", "total_tokens"] {
+            let sum = self.usage[key].as_u64().unwrap_or(0) + r.usage[key].as_u64().unwrap_or(0);
+            self.usage[key] = json!(sum);
+        }
+        self.final_output = r.output_text;
+        self.capped = r.capped;
+        r.handoff
+    }
+}
+
 /// Renews a turn lock in the background until dropped.
 struct Renewal(tokio::task::JoinHandle<()>);
 
@@ -323,7 +338,7 @@ pub async fn run_message(
             // The turn's instruction override applies to the agent it was sent for.
             let instructions = if out.handoffs.is_empty() { msg.instructions.as_deref() } else { None };
             let cfg = config_for(state, &spec, &current, instructions)?;
-            let r = run_turn(
+            let mut r = run_turn(
                 upstream,
                 &state.tools,
                 TurnSpec {
@@ -340,17 +355,9 @@ pub async fn run_message(
             )
             .await?;
             input.extend(r.new_items.iter().cloned());
-            written.extend(r.new_items);
-            out.tool_calls.extend(r.tool_calls);
-            out.iterations += r.iterations;
-            for key in ["input_tokens", "output_tokens", "total_tokens"] {
-                let sum = out.usage[key].as_u64().unwrap_or(0) + r.usage[key].as_u64().unwrap_or(0);
-                out.usage[key] = json!(sum);
-            }
-            reports.extend(r.tool_reports);
-            out.final_output = r.output_text;
-            out.capped = r.capped;
-            let Some(target) = r.handoff else { break };
+            written.extend(std::mem::take(&mut r.new_items));
+            reports.extend(std::mem::take(&mut r.tool_reports));
+            let Some(target) = out.add_turn(r) else { break };
             out.handoffs.push(Handoff { from: current.clone(), to: target.clone() });
             current = target;
             if out.handoffs.len() >= MAX_HANDOFFS {

@@ -3,6 +3,7 @@
 //! again (waiting while the first still runs). Works across instances: the claim is the
 //! store's atomic `put_once`. A first attempt that fails releases its key, so a retry runs.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -105,5 +106,56 @@ impl Claim<'_> {
     /// Gives the key up (the claimed work failed without effect): a retry runs it.
     pub async fn release(&self) -> Result<(), StoreError> {
         self.store.delete_value(self.session, self.key).await
+    }
+}
+
+/// What [`once`] returned: this caller's fresh answer, or the first caller's.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Once<T> {
+    /// This caller ran the work (or there was no key).
+    Fresh(T),
+    /// An earlier caller with the same key ran it; this is its answer.
+    Repeat(T),
+}
+
+/// Why [`once`] failed: the claim, or the work itself.
+#[derive(Debug)]
+pub enum OnceError<E> {
+    /// The claim could not be settled (still running after the wait, unreadable, store).
+    Claim(ClaimError),
+    /// The work failed; its key was released so a retry runs it.
+    Work(E),
+}
+
+/// Runs `work` at most once per claimed key: a later caller with the same key gets the
+/// first answer (waiting up to `wait`). Without a claim the work just runs. Work that fails
+/// releases its key.
+pub async fn once<T, E, F, Fut>(
+    claim: Option<Claim<'_>>,
+    wait: Duration,
+    work: F,
+) -> Result<Once<T>, OnceError<E>>
+where
+    T: Serialize + DeserializeOwned,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let Some(c) = claim else {
+        return work().await.map(Once::Fresh).map_err(OnceError::Work);
+    };
+    if let Some(first) = c.claim_or_wait(wait).await.map_err(OnceError::Claim)? {
+        return Ok(Once::Repeat(first));
+    }
+    match work().await {
+        Ok(answer) => {
+            let stored = c.answer(&answer).await;
+            stored.map_err(|e| OnceError::Claim(e.into()))?;
+            Ok(Once::Fresh(answer))
+        }
+        Err(e) => {
+            let released = c.release().await;
+            released.map_err(|e| OnceError::Claim(e.into()))?;
+            Err(OnceError::Work(e))
+        }
     }
 }

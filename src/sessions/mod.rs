@@ -121,6 +121,22 @@ impl Sessions {
         publish_data(self.broker.as_ref(), session, data, None).await
     }
 
+    /// Publishes an event a back end sent (any kind, untyped data) to a live session. A
+    /// store that cannot be read is the broker's outage here: a publish that cannot reach
+    /// the backend is `broker_unavailable` (DESIGN.md §4), even when the session read failed.
+    pub async fn publish_event(
+        &self,
+        session: &SessionId,
+        event: Publish,
+    ) -> Result<Published, lifecycle::Missing> {
+        match lifecycle::live_state(self, session).await {
+            Ok(_) => {}
+            Err(lifecycle::Missing::Store(e)) => return Err(BrokerError::from(e).into()),
+            Err(e) => return Err(e),
+        }
+        Ok(self.broker.publish(session, event).await?)
+    }
+
     /// [`Sessions::publish`] with an idempotency key: a retry within the window publishes
     /// nothing and returns the first result.
     pub async fn publish_keyed<T: EventData>(

@@ -44,6 +44,15 @@ pub(super) struct Backends {
     pub calls: Calls,
 }
 
+/// Embedded mode without a Redis URL, Redis mode with one.
+pub(super) async fn connect(s: Shared<'_>) -> anyhow::Result<Backends> {
+    let config = s.config;
+    match &config.redis_url {
+        None => Ok(embedded(s)),
+        Some(url) => redis(url, s).await,
+    }
+}
+
 /// Embedded mode: everything in process memory.
 pub(super) fn embedded(s: Shared<'_>) -> Backends {
     let (config, agents) = (s.config, &s.config.agents);

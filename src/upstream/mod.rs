@@ -149,45 +149,15 @@ impl UpstreamClient {
         let mut attempt = 0;
         let endpoint = endpoint_label(path);
         loop {
-            let started = std::time::Instant::now();
-            let rb = client.post(&url).header(AUTHORIZATION, auth.clone());
-            let rb = match body {
-                Body::Json(v) => rb.json(v),
-                Body::Call { sdp, session } => rb.multipart(
-                    reqwest::multipart::Form::new()
-                        .text("sdp", sdp.to_owned())
-                        .text("session", session.to_string()),
-                ),
-            };
-            let result = rb.send().await;
-            let outcome = match &result {
-                Ok(r) => r.status().as_u16().to_string(),
-                Err(e) if e.is_timeout() => "timeout".to_owned(),
-                Err(_) => "transport".to_owned(),
-            };
-            metrics::counter!("switchboard_upstream_requests_total", "endpoint" => endpoint, "status" => outcome).increment(1);
-            metrics::histogram!("switchboard_upstream_request_duration_seconds", "endpoint" => endpoint)
-                .record(started.elapsed().as_secs_f64());
-            let (err, retry_after) = match result {
-                Ok(resp) if resp.status().is_success() => {
+            let (err, retry_after) = match self.attempt(client, &url, &auth, &body, endpoint).await
+            {
+                Ok(resp) => {
                     let span = tracing::Span::current();
                     span.record("http.response.status_code", resp.status().as_u16());
                     span.record("retries", attempt);
                     return Ok(resp);
                 }
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let retry_after = resp
-                        .headers()
-                        .get(RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<f64>().ok())
-                        .map(|s| Duration::from_secs_f64(s.clamp(0.0, 60.0)));
-                    let text = resp.text().await.unwrap_or_default();
-                    let message = self.scrub(&upstream_message(&text));
-                    (UpstreamError::Status { status, message }, retry_after)
-                }
-                Err(e) => (self.map_reqwest(e), None),
+                Err(failed) => failed,
             };
             let retryable = match &err {
                 UpstreamError::Status { status, .. } => *status == 429 || *status >= 500,
@@ -208,6 +178,53 @@ impl UpstreamClient {
             tracing::info!(path, attempt, ?backoff, error = %err, "retrying upstream call");
             tokio::time::sleep(backoff).await;
             attempt += 1;
+        }
+    }
+
+    /// One request, counted and timed: the response when it succeeded, else the error and
+    /// the server's `Retry-After` (capped at 60 s) when it sent one.
+    async fn attempt(
+        &self,
+        client: &reqwest::Client,
+        url: &str,
+        auth: &HeaderValue,
+        body: &Body<'_>,
+        endpoint: &'static str,
+    ) -> Result<reqwest::Response, (UpstreamError, Option<Duration>)> {
+        let started = std::time::Instant::now();
+        let rb = client.post(url).header(AUTHORIZATION, auth.clone());
+        let rb = match body {
+            Body::Json(v) => rb.json(v),
+            Body::Call { sdp, session } => rb.multipart(
+                reqwest::multipart::Form::new()
+                    .text("sdp", (*sdp).to_owned())
+                    .text("session", session.to_string()),
+            ),
+        };
+        let result = rb.send().await;
+        let outcome = match &result {
+            Ok(r) => r.status().as_u16().to_string(),
+            Err(e) if e.is_timeout() => "timeout".to_owned(),
+            Err(_) => "transport".to_owned(),
+        };
+        metrics::counter!("switchboard_upstream_requests_total", "endpoint" => endpoint, "status" => outcome).increment(1);
+        metrics::histogram!("switchboard_upstream_request_duration_seconds", "endpoint" => endpoint)
+            .record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(resp) if resp.status().is_success() => Ok(resp),
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let retry_after = resp
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .map(|s| Duration::from_secs_f64(s.clamp(0.0, 60.0)));
+                let text = resp.text().await.unwrap_or_default();
+                let message = self.scrub(&upstream_message(&text));
+                Err((UpstreamError::Status { status, message }, retry_after))
+            }
+            Err(e) => Err((self.map_reqwest(e), None)),
         }
     }
 

@@ -15,6 +15,33 @@ use crate::domain::SessionId;
 use crate::sessions::lifecycle::{Missing, ensure_session};
 use crate::state::AppState;
 
+/// The query of both channel endpoints (`/api/ws`, and `/api/sessions/{id}/events/stream`,
+/// which takes the session from its path). Numbers are taken as text so a bad value
+/// degrades to "absent" (no replay) instead of refusing the connection.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ChannelQuery {
+    /// Session id (WebSocket only).
+    pub session_id: Option<String>,
+    /// Session token (SSE also takes it as a bearer header).
+    pub token: Option<String>,
+    /// Last seq the client has.
+    pub since: Option<String>,
+    /// The epoch that seq belongs to.
+    pub epoch: Option<String>,
+}
+
+impl ChannelQuery {
+    /// `since` as a number, when it is one.
+    pub fn since(&self) -> Option<u64> {
+        self.since.as_deref().and_then(|s| s.trim().parse().ok())
+    }
+
+    /// `epoch`, unless empty.
+    pub fn epoch(&mut self) -> Option<String> {
+        self.epoch.take().filter(|e| !e.is_empty())
+    }
+}
+
 /// The client's request to attach.
 #[derive(Debug, Default, Clone)]
 pub struct AttachRequest {
@@ -46,28 +73,7 @@ pub struct Attached {
 
 /// Authenticates and attaches; the error is the close code to send.
 pub async fn attach(state: &AppState, req: AttachRequest) -> Result<Attached, CloseCode> {
-    let token = req.token.as_deref().filter(|t| !t.is_empty());
-    let token = token.ok_or(CloseCode::Unauthorized)?;
-    let claims = state
-        .tokens
-        .verify(token, &req.session_id)
-        .map_err(|e| match e {
-            TokenError::Expired => CloseCode::SessionExpired,
-            TokenError::Missing | TokenError::Invalid => CloseCode::Unauthorized,
-        })?;
-    let session: SessionId = req
-        .session_id
-        .parse()
-        .map_err(|_| CloseCode::Unauthorized)?;
-    match ensure_session(&state.sessions, &session, &claims).await {
-        Ok(_) => {}
-        Err(Missing::Gone) => return Err(CloseCode::UnknownSession),
-        Err(Missing::Revoked) => return Err(CloseCode::SessionExpired),
-        Err(e @ (Missing::Store(_) | Missing::Broker(_))) => {
-            tracing::warn!(error = %e, "session store unavailable while attaching");
-            return Err(CloseCode::TryAgainLater);
-        }
-    }
+    let (session, claims) = authenticate(state, &req).await?;
     let (member, _) = state.hub.join(&session);
     // Subscribe before reading the history (the broker counts subscriptions per session).
     if let Err(e) = state.broker.subscribe(&session).await {
@@ -106,6 +112,36 @@ pub async fn attach(state: &AppState, req: AttachRequest) -> Result<Attached, Cl
             Err(code)
         }
     }
+}
+
+/// Checks the token and finds (or re-creates) its session.
+async fn authenticate(
+    state: &AppState,
+    req: &AttachRequest,
+) -> Result<(SessionId, SessionClaims), CloseCode> {
+    let token = req.token.as_deref().filter(|t| !t.is_empty());
+    let token = token.ok_or(CloseCode::Unauthorized)?;
+    let claims = state
+        .tokens
+        .verify(token, &req.session_id)
+        .map_err(|e| match e {
+            TokenError::Expired => CloseCode::SessionExpired,
+            TokenError::Missing | TokenError::Invalid => CloseCode::Unauthorized,
+        })?;
+    let session: SessionId = req
+        .session_id
+        .parse()
+        .map_err(|_| CloseCode::Unauthorized)?;
+    match ensure_session(&state.sessions, &session, &claims).await {
+        Ok(_) => {}
+        Err(Missing::Gone) => return Err(CloseCode::UnknownSession),
+        Err(Missing::Revoked) => return Err(CloseCode::SessionExpired),
+        Err(e @ (Missing::Store(_) | Missing::Broker(_))) => {
+            tracing::warn!(error = %e, "session store unavailable while attaching");
+            return Err(CloseCode::TryAgainLater);
+        }
+    }
+    Ok((session, claims))
 }
 
 async fn read_position(

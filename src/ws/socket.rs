@@ -12,35 +12,24 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use proto_events::{ClientCommand, CloseCode, ErrorFrame, Pong};
-use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::attach::{AttachRequest, Attached, attach, detach, still_attached};
+use super::attach::{AttachRequest, Attached, ChannelQuery, attach, detach, still_attached};
 use super::recovery::Admit;
 use crate::state::AppState;
-
-/// Query of `/api/ws`. Numbers are taken as text so a bad value degrades to "absent"
-/// (no replay) instead of refusing the upgrade.
-#[derive(Debug, Deserialize)]
-pub struct WsQuery {
-    session_id: Option<String>,
-    token: Option<String>,
-    since: Option<String>,
-    epoch: Option<String>,
-}
 
 /// Upgrades and serves the connection.
 pub async fn upgrade(
     State(state): State<AppState>,
-    Query(q): Query<WsQuery>,
+    Query(mut q): Query<ChannelQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
     let max = state.config.max_frame;
     let req = AttachRequest {
+        since: q.since(),
+        epoch: q.epoch(),
         session_id: q.session_id.unwrap_or_default(),
         token: q.token,
-        since: q.since.and_then(|s| s.trim().parse().ok()),
-        epoch: q.epoch.filter(|e| !e.is_empty()),
     };
     // The socket reads messages up to `READ_CAP` so that an oversize one (over `max`) is
     // consumed and answered with 1009 while the connection stays orderly; past the cap the

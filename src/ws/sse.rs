@@ -15,30 +15,22 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream;
 use proto_events::{CloseCode, CloseNotice};
-use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::attach::{AttachRequest, Attached, attach, detach, still_attached};
+use super::attach::{AttachRequest, Attached, ChannelQuery, attach, detach, still_attached};
 use super::recovery::Admit;
 use crate::error::{ApiError, Path, Query};
 use crate::http::caller::bearer;
 use crate::state::AppState;
 
-/// Query of the SSE endpoint.
-#[derive(Debug, Deserialize)]
-pub struct SseQuery {
-    token: Option<String>,
-    since: Option<String>,
-    epoch: Option<String>,
-}
-
 /// Opens the stream.
 pub async fn stream(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<SseQuery>,
+    Query(mut q): Query<ChannelQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let epoch = q.epoch();
     let since = q
         .since
         .or_else(|| {
@@ -52,7 +44,7 @@ pub async fn stream(
         session_id: id,
         token: bearer(&headers).map(str::to_owned).or(q.token),
         since,
-        epoch: q.epoch.filter(|e| !e.is_empty()),
+        epoch,
     };
     let attached = attach(&state, req).await.map_err(http_error)?;
     let (tx, rx) = mpsc::channel::<Event>(16);

@@ -7,13 +7,7 @@ if use_idem == '1' then
   local prev = redis.call('GET', idem)
   if prev then return {0, prev} end
 end
-local epoch = redis.call('HGET', meta, 'epoch')
-if not epoch then
-  epoch = fresh_epoch
-  redis.call('HSET', meta, 'epoch', epoch, 'seq', 0)
-  redis.call('DEL', events)
-  redis.call(pub, channel, 'reset ' .. epoch)
-end
+local epoch = current_epoch(meta, events, channel, fresh_epoch, pub)
 local seq = redis.call('HINCRBY', meta, 'seq', 1)
 local env = head .. seq .. ',"epoch":"' .. epoch .. '"' .. tail
 redis.call('XADD', events, 'MAXLEN', '~', maxlen, seq .. '-0', 'e', env)

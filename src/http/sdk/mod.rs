@@ -31,7 +31,7 @@ use crate::http::caller::bearer;
 use crate::sessions::agent::{
     Handoff, Message, load_spec, run_message, unknown_agent_session, with_turn_lock,
 };
-use crate::sessions::claim::{Claim, ClaimError};
+use crate::sessions::claim::{Claim, ClaimError, Once, OnceError, once};
 use crate::state::AppState;
 
 pub mod create;
@@ -237,52 +237,39 @@ pub async fn message(
     if load_spec(&state.sessions, &id).await?.is_none() {
         return Err(unknown_agent_session(&id).into());
     }
-    let key = msg
-        .client_message_id
-        .as_ref()
-        .map(|c| format!("agent:msg:{c}"));
+    let key = (msg.client_message_id.as_ref()).map(|c| format!("agent:msg:{c}"));
     let claim = key.as_deref().map(|key| Claim {
         store: state.store.as_ref(),
         session: &id,
         key,
         ttl: state.config.history_ttl,
     });
-    if let Some(c) = &claim {
-        let wait = state.config.agents.queue_wait + state.config.upstream_timeout * 2;
-        if let Some(first) = first_answer(c, wait).await? {
-            return Ok(Json(MessageResponse {
-                duplicate: true,
-                ..first
-            }));
-        }
+    let wait = state.config.agents.queue_wait + state.config.upstream_timeout * 2;
+    let answered = once(claim, wait, || async {
+        let outcome = run_message(&state.sessions, &id, msg).await?;
+        Ok::<_, ApiError>(MessageResponse {
+            session_id: id.to_string(),
+            final_output: outcome.final_output,
+            new_items_len: outcome.new_items_len,
+            tool_calls: outcome.tool_calls,
+            agent_name: outcome.agent,
+            handoffs: outcome.handoffs,
+            usage: outcome.usage,
+            iterations: outcome.iterations,
+            capped: outcome.capped,
+            published: outcome.published,
+            duplicate: false,
+        })
+    });
+    match answered.await {
+        Ok(Once::Fresh(resp)) => Ok(Json(resp)),
+        Ok(Once::Repeat(first)) => Ok(Json(MessageResponse {
+            duplicate: true,
+            ..first
+        })),
+        Err(OnceError::Work(e)) => Err(e),
+        Err(OnceError::Claim(e)) => Err(claim_error(e)),
     }
-    let outcome = match run_message(&state.sessions, &id, msg).await {
-        Ok(o) => o,
-        Err(e) => {
-            if let Some(c) = &claim {
-                // Let a retry run the turn: nothing of this one was written.
-                c.release().await?;
-            }
-            return Err(e.into());
-        }
-    };
-    let resp = MessageResponse {
-        session_id: id.to_string(),
-        final_output: outcome.final_output,
-        new_items_len: outcome.new_items_len,
-        tool_calls: outcome.tool_calls,
-        agent_name: outcome.agent,
-        handoffs: outcome.handoffs,
-        usage: outcome.usage,
-        iterations: outcome.iterations,
-        capped: outcome.capped,
-        published: outcome.published,
-        duplicate: false,
-    };
-    if let Some(c) = &claim {
-        c.answer(&resp).await?;
-    }
-    Ok(Json(resp))
 }
 
 /// The checked message of a `message` request.
@@ -328,24 +315,17 @@ fn parse_message(state: &AppState, req: MessageRequest) -> Result<Message, ApiEr
     })
 }
 
-/// Claims a message id; an earlier answer with the same id when there is one.
-async fn first_answer(
-    claim: &Claim<'_>,
-    wait: std::time::Duration,
-) -> Result<Option<MessageResponse>, ApiError> {
-    match claim.claim_or_wait::<MessageResponse>(wait).await {
-        Ok(first) => Ok(first),
-        Err(ClaimError::InProgress) => Err(ApiError::new(
+/// A message's claim that could not be settled.
+fn claim_error(e: ClaimError) -> ApiError {
+    match e {
+        ClaimError::InProgress => ApiError::new(
             StatusCode::CONFLICT,
             "message_in_progress",
             "a message with this client_message_id is still running; retry later",
         )
-        .with_retry_after(1)),
-        Err(ClaimError::Unreadable(e)) => Err(ApiError::internal(
-            "a stored agent answer is unreadable",
-            &e,
-        )),
-        Err(ClaimError::Store(e)) => Err(e.into()),
+        .with_retry_after(1),
+        ClaimError::Unreadable(e) => ApiError::internal("a stored agent answer is unreadable", &e),
+        ClaimError::Store(e) => e.into(),
     }
 }
 
