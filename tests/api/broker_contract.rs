@@ -67,13 +67,13 @@ fn event(n: u64, key: Option<&str>) -> Publish {
 }
 
 async fn wait_for(rec: &Recorder, s: &SessionId, n: usize) -> Vec<u64> {
-    for _ in 0..200 {
-        let seqs = rec.seqs(s);
-        if seqs.len() >= n {
-            return seqs;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let enough =
+        crate::support::eventually("the sink got the events", Duration::from_secs(2), || {
+            let seqs = rec.seqs(s);
+            async move { (seqs.len() >= n).then_some(()) }
+        });
+    // Callers assert on what arrived, so a shortfall shows as their assertion.
+    let _ = tokio::time::timeout(Duration::from_secs(3), enough).await;
     rec.seqs(s)
 }
 
@@ -233,15 +233,15 @@ pub async fn an_expired_history_comes_back_with_a_new_epoch(f: &dyn Factory) {
     assert_ne!(t2.epoch, t1.epoch);
     assert_eq!(t2.seq, 0);
     // Through Redis the reset notice arrives by pub/sub, so give it a moment.
-    let mut told = false;
-    for _ in 0..200 {
-        if rec.1.lock().unwrap().iter().filter(|x| **x == s).count() > resets_before {
-            told = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(told, "the sink was told the history was reset");
+    crate::support::eventually(
+        "the sink is told the history was reset",
+        Duration::from_secs(2),
+        || {
+            let resets = rec.1.lock().unwrap().iter().filter(|x| **x == s).count();
+            async move { (resets > resets_before).then_some(()) }
+        },
+    )
+    .await;
 }
 
 /// Generates the contract's tests for a factory expression.

@@ -229,17 +229,12 @@ async fn a_hangup_releases_the_lease_and_closes_the_sideband() {
     assert_eq!(resp.status(), 200);
     assert_eq!(next_json(&mut t.ws).await["type"], "call.ended");
     t.fake.wait_closed().await;
-    for _ in 0..40 {
-        if leases.holder(&sid).await.unwrap().is_none() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert_eq!(
-        leases.holder(&sid).await.unwrap(),
-        None,
-        "the lease is released, not left to expire"
-    );
+    eventually(
+        "the lease is released, not left to expire",
+        std::time::Duration::from_secs(1),
+        || async { leases.holder(&sid).await.unwrap().is_none().then_some(()) },
+    )
+    .await;
     assert_eq!(leases.call_of(&sid).await.unwrap(), None);
     // A janitor pass does not bring the call back.
     switchboard::realtime::sideband::adopt_orphans(&t.app.state.call_deps).await;

@@ -116,22 +116,23 @@ async fn the_owner_applies_control_and_a_killed_owner_is_replaced() {
         "http://127.0.0.1:{port}/api/realtime/calls?session_id={}",
         s.id
     );
-    let mut created = None;
-    for _ in 0..100 {
-        let r = a
-            .client
-            .post(&call_url)
-            .bearer_auth(&s.token)
-            .header("content-type", "application/sdp")
-            .body("v=0\r\n")
-            .send()
-            .await;
-        if let Ok(r) = r {
-            created = Some(r.status().as_u16());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let created = eventually(
+        "instance A takes the call request",
+        Duration::from_secs(5),
+        || async {
+            let r = a
+                .client
+                .post(&call_url)
+                .bearer_auth(&s.token)
+                .header("content-type", "application/sdp")
+                .body("v=0\r\n")
+                .send()
+                .await;
+            r.ok().map(|r| r.status().as_u16())
+        },
+    )
+    .await;
+    let created = Some(created);
     assert_eq!(created, Some(201));
     assert_eq!(next_json(&mut ws).await["type"], "call.started");
     fake.wait_attaches(1).await;
@@ -330,17 +331,22 @@ async fn control_for_an_unresponsive_owner_is_504() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("redis-cli");
-    for _ in 0..100 {
-        let out = std::process::Command::new("redis-cli")
-            .args(["-p", &redis.port.to_string(), "PUBSUB", "NUMSUB"])
-            .arg(format!("{prefix}:ctl:instance-that-froze"))
-            .output()
-            .unwrap();
-        if String::from_utf8_lossy(&out.stdout).trim().ends_with('1') {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "the frozen instance listens on its channel",
+        Duration::from_secs(2),
+        || async {
+            let out = std::process::Command::new("redis-cli")
+                .args(["-p", &redis.port.to_string(), "PUBSUB", "NUMSUB"])
+                .arg(format!("{prefix}:ctl:instance-that-froze"))
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .ends_with('1')
+                .then_some(())
+        },
+    )
+    .await;
     let waited = say().await;
     let _ = frozen.kill();
     let _ = frozen.wait();

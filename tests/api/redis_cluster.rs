@@ -51,15 +51,17 @@ async fn connect_at(port: u16, s: &Sess, resume: Option<u64>) -> (Ws, Value) {
     if let Some(since) = resume {
         url.push_str(&format!("&since={since}&epoch={}", s.epoch));
     }
-    for _ in 0..200 {
-        if let Ok((mut ws, _)) = tokio_tungstenite::connect_async(&url).await {
-            let welcome = next_json(&mut ws).await;
-            assert_eq!(welcome["type"], "welcome", "{welcome}");
-            return (ws, welcome);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("instance on {port} did not come up");
+    let what = format!("instance on {port} comes up");
+    let mut ws = eventually(&what, Duration::from_secs(10), || async {
+        tokio_tungstenite::connect_async(&url)
+            .await
+            .ok()
+            .map(|(ws, _)| ws)
+    })
+    .await;
+    let welcome = next_json(&mut ws).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    (ws, welcome)
 }
 
 #[tokio::test]

@@ -150,15 +150,17 @@ async fn clients_of_a_killed_instance_recover_everything_on_another() {
         "ws://127.0.0.1:{port}/api/ws?session_id={}&token={}",
         s.id, s.token
     );
-    let mut ws = None;
-    for _ in 0..100 {
-        if let Ok((w, _)) = tokio_tungstenite::connect_async(&url).await {
-            ws = Some(w);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut ws = ws.expect("the instance process came up");
+    let mut ws = eventually(
+        "the instance process comes up",
+        Duration::from_secs(5),
+        || async {
+            tokio_tungstenite::connect_async(&url)
+                .await
+                .ok()
+                .map(|(w, _)| w)
+        },
+    )
+    .await;
     assert_eq!(next_json(&mut ws).await["type"], "welcome");
     for _ in 0..3 {
         a.publish(&s.id, "x.n", json!({})).await;

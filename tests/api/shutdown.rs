@@ -164,20 +164,15 @@ async fn no_log_line_or_response_carries_the_key_or_a_session_token() {
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let mut up = false;
-    for _ in 0..200 {
-        if client
+    eventually("the binary comes up", Duration::from_secs(5), || async {
+        client
             .get(format!("{base}/api/health"))
             .send()
             .await
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(up);
+            .ok()
+            .map(|_| ())
+    })
+    .await;
     let boot: serde_json::Value = client
         .get(format!("{base}/api/session2?scenario_id=retail"))
         .send()

@@ -12,6 +12,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::channel::{API_KEY, Sess, next_json};
+use crate::support::eventually;
 use crate::support::redis::{RedisServer, spawn_instance_process, unique_prefix};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -97,39 +98,28 @@ async fn a_published_event_is_traced_from_the_request_to_the_delivery_on_another
     let (mut a, port_a) = spawn_instance_process(&redis, &prefix, &env_a);
     let (mut b, port_b) = spawn_instance_process(&redis, &prefix, &otel("switchboard-b"));
     let client = reqwest::Client::new();
-    let mut boot = None;
-    for _ in 0..200 {
-        if let Ok(r) = client
-            .get(format!(
-                "http://127.0.0.1:{port_a}/api/session2?scenario_id=retail"
-            ))
-            .send()
-            .await
-        {
-            boot = Some(r.json::<serde_json::Value>().await.unwrap());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let boot = boot.expect("A came up");
+    let boot_url = format!("http://127.0.0.1:{port_a}/api/session2?scenario_id=retail");
+    let r = eventually("A comes up", Duration::from_secs(5), || async {
+        client.get(&boot_url).send().await.ok()
+    })
+    .await;
+    let boot = r.json::<serde_json::Value>().await.unwrap();
     let s = Sess {
         id: boot["session_id"].as_str().unwrap().to_owned(),
         token: boot["events"]["token"].as_str().unwrap().to_owned(),
         epoch: String::new(),
     };
-    let mut ws = None;
-    for _ in 0..200 {
-        let url = format!(
-            "ws://127.0.0.1:{port_b}/api/ws?session_id={}&token={}",
-            s.id, s.token
-        );
-        if let Ok((w, _)) = tokio_tungstenite::connect_async(url).await {
-            ws = Some(w);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let mut ws = ws.expect("B came up");
+    let ws_url = format!(
+        "ws://127.0.0.1:{port_b}/api/ws?session_id={}&token={}",
+        s.id, s.token
+    );
+    let mut ws = eventually("B comes up", Duration::from_secs(5), || async {
+        tokio_tungstenite::connect_async(&ws_url)
+            .await
+            .ok()
+            .map(|(w, _)| w)
+    })
+    .await;
     assert_eq!(next_json(&mut ws).await["type"], "welcome");
 
     let resp = client
