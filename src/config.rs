@@ -295,6 +295,6 @@ pub use access::{AccessSettings, Rate, rate as parse_rate};
 pub use agents::{AgentSettings, MAX_ITERATIONS};
 pub use moderation::ModerationModes;
 pub use ops::OpsSettings;
-pub use realtime::{RealtimeSettings, Steer};
+pub use realtime::{RealtimeSettings, Steer, VoiceApi};
 #[cfg(test)]
 mod tests;

@@ -88,13 +88,47 @@ pub struct CallStarted {
     pub agent: String,
 }
 
-/// `call.ended`: a realtime call ended.
+/// `call.ended`: a call ended (either voice API).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CallEnded {
     /// Upstream call id.
     pub call_id: String,
-    /// Why it ended.
+    /// Why it ended: `hangup` (asked through our API), `remote_hangup`, `expired`, `content`,
+    /// `connection_lost`, `error`, or `upstream_gone` (the upstream no longer knows the call).
     pub reason: String,
+    /// The upstream's own reason, when it gave one (GPT-Live's `session.closed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_reason: Option<String>,
+}
+
+/// `delegation.started`: a GPT-Live call delegated a task to the active agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DelegationStarted {
+    /// Upstream call id.
+    pub call_id: String,
+    /// The delegation's id (`item_...`).
+    pub delegation_id: String,
+    /// The agent that runs it.
+    pub agent: String,
+    /// The task: the caller's current turn.
+    pub task: String,
+}
+
+/// `delegation.completed`: a delegation was answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DelegationCompleted {
+    /// Upstream call id.
+    pub call_id: String,
+    /// The delegation's id.
+    pub delegation_id: String,
+    /// The agent that answered (after any hand-off).
+    pub agent: String,
+    /// From the delegation to the answer.
+    pub duration_ms: u64,
+    /// The content as sent to the voice layer.
+    pub output: String,
+    /// True when the user spoke again before the answer was sent.
+    pub late: bool,
 }
 
 /// `x.call.error`: the Realtime API reported an error the browser must act on (the call
@@ -164,6 +198,8 @@ kinds! {
     CallError => "x.call.error",
     TranscriptUser => "transcript.user",
     TranscriptAssistant => "transcript.assistant",
+    DelegationStarted => "delegation.started",
+    DelegationCompleted => "delegation.completed",
 }
 
 #[cfg(test)]

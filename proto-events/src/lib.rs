@@ -35,6 +35,8 @@ pub const KNOWN_EVENT_TYPES: &[&str] = &[
     "call.ended",
     "transcript.user",
     "transcript.assistant",
+    "delegation.started",
+    "delegation.completed",
 ];
 
 /// Longest accepted event type, in bytes.

@@ -38,6 +38,14 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
             "data/transcript.assistant.json",
             schema::<TranscriptAssistant>(),
         ),
+        (
+            "data/delegation.started.json",
+            schema::<DelegationStarted>(),
+        ),
+        (
+            "data/delegation.completed.json",
+            schema::<DelegationCompleted>(),
+        ),
     ]
 }
 

@@ -38,7 +38,7 @@ pub struct BatchItem {
     /// Event type (as for a single publish).
     #[serde(rename = "type")]
     #[schema(
-        pattern = "^(agent\\.switch|tool\\.result|moderation\\.flagged|agent\\.message|call\\.started|call\\.ended|transcript\\.user|transcript\\.assistant|x\\.[A-Za-z0-9._-]+)$",
+        pattern = "^(agent\\.switch|tool\\.result|moderation\\.flagged|agent\\.message|call\\.started|call\\.ended|transcript\\.user|transcript\\.assistant|delegation\\.started|delegation\\.completed|x\\.[A-Za-z0-9._-]+)$",
         max_length = 64
     )]
     pub kind: String,

@@ -24,17 +24,22 @@ use crate::error::{ApiError, Json, Path, Query};
 use crate::http::caller::bearer;
 use crate::realtime::ControlError;
 use crate::realtime::handler::Command;
+use crate::scenario::model::{Delegation, VoiceApi};
 use crate::scenario::view::agent_view;
 use crate::sessions::{Switch, SwitchSource};
 use crate::state::AppState;
 use crate::upstream::UpstreamError;
+use crate::upstream::live::{LiveSessionSpec, live_session_config, responses_delegation};
 use crate::upstream::realtime::session_config;
 
-/// `?session_id=`.
+/// `?session_id=&api=`.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct CallQuery {
     /// The session the call belongs to.
     pub session_id: String,
+    /// `realtime` or `live`: the voice API to use instead of the scenario's
+    /// (`SWITCHBOARD_VOICE_APIS` lists what may be asked for).
+    pub api: Option<String>,
 }
 
 /// JSON form of the offer.
@@ -45,6 +50,8 @@ pub struct CallRequest {
     pub sdp: String,
     /// Start with this agent (validated like `session2`).
     pub root_agent: Option<String>,
+    /// `realtime` or `live` (as `?api=`).
+    pub api: Option<String>,
 }
 
 /// A control command's outcome.
@@ -59,6 +66,8 @@ pub struct ControlAck {
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/api/calls", post(create_call))
+        .route("/api/calls/{call_id}/hangup", post(hangup))
         .route("/api/realtime/calls", post(create_call))
         .route("/api/realtime/calls/{call_id}/hangup", post(hangup))
         .route("/api/sessions/{id}/control", post(control))
@@ -68,8 +77,9 @@ fn invalid_sdp(message: impl Into<String>) -> ApiError {
     ApiError::bad_request("invalid_sdp", message)
 }
 
-/// Creates a call from the browser's SDP offer.
-#[utoipa::path(post, path = "/api/realtime/calls", tag = "realtime", params(CallQuery),
+/// Creates a call from the browser's SDP offer, on the scenario's voice API (or the one
+/// asked for); `/api/realtime/calls` is an alias of `/api/calls`.
+#[utoipa::path(post, path = "/api/calls", tag = "realtime", params(CallQuery),
     request_body(content = String, content_type = "application/sdp"),
     security(("session_token" = [])),
     responses((status = 201, content_type = "application/sdp", body = String), (status = 400, body = crate::error::ErrorBody),
@@ -77,31 +87,33 @@ fn invalid_sdp(message: impl Into<String>) -> ApiError {
         (status = 503, body = crate::error::ErrorBody), (status = 504, body = crate::error::ErrorBody)))]
 pub async fn create_call(
     State(state): State<AppState>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     Query(q): Query<CallQuery>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (sid, claims) = authorize(&state, &headers, &q.session_id)?;
-    let (sdp, root) = parse_offer(&headers, &body)?;
+    let offer = parse_offer(&headers, &body)?;
     let upstream = state.upstream()?;
     let (s, _) = crate::sessions::lifecycle::ensure_session(&state.sessions, &sid, &claims).await?;
     let scenario = state
         .scenarios
         .resolve(s.scenario_id.as_str())
         .ok_or_else(|| super::scenarios::unknown_scenario(&state, s.scenario_id.as_str(), false))?;
+    let api = voice_api(&state, &scenario, q.api.as_deref().or(offer.api.as_deref()))?;
     // The requested root is validated now and becomes the active agent only once the
     // upstream accepted the call, so a refused offer changes nothing.
-    let agent = match root.as_deref() {
+    let agent = match offer.root.as_deref() {
         Some(r) => scenario.agent_or_default(Some(r))?,
         None => scenario
             .agent(s.active_agent.as_str())
             .unwrap_or_else(|| scenario.default_agent()),
     };
     let view = agent_view(&scenario, agent, s.context.as_deref());
-    let mut session = session_config(&state.config, Some(&view.voice), Some(&view.instructions));
-    session["tools"] = json!(view.tools);
-    session["tool_choice"] = json!("auto");
-    let (call_id, answer) = upstream_call(upstream, &sdp, &session).await?;
+    let (call_id, answer) = match api {
+        VoiceApi::Realtime => realtime_call(&state, upstream, &offer.sdp, view).await?,
+        VoiceApi::Live => live_call(&state, upstream, &offer.sdp, &scenario, view).await?,
+    };
     let sw = Switch {
         from: s.active_agent.to_string(),
         to: agent.name.to_string(),
@@ -112,24 +124,118 @@ pub async fn create_call(
         tell_call: false,
     };
     state.call_deps.start_call(&sid, &call_id, sw).await?;
+    let location = format!("{}/{call_id}", uri.path().trim_end_matches('/'));
     Ok((
         StatusCode::CREATED,
         [
             (header::CONTENT_TYPE, "application/sdp".to_owned()),
-            (header::LOCATION, format!("/api/realtime/calls/{call_id}")),
+            (header::LOCATION, location),
         ],
         answer,
     )
         .into_response())
 }
 
-/// The offer and the optional `root_agent`: `application/sdp`, or JSON `{sdp, root_agent}`.
-fn parse_offer(headers: &HeaderMap, body: &Bytes) -> Result<(String, Option<String>), ApiError> {
+/// The call's voice API: the one asked for when this deployment allows it, else the
+/// scenario's.
+fn voice_api(
+    state: &AppState,
+    scenario: &crate::scenario::Scenario,
+    asked: Option<&str>,
+) -> Result<VoiceApi, ApiError> {
+    let Some(asked) = asked else {
+        return Ok(scenario.voice_api);
+    };
+    let api = VoiceApi::parse(asked).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_body",
+            format!("api {asked:?}: use realtime or live"),
+        )
+    })?;
+    if !state.config.realtime.voice_apis.contains(&api) {
+        return Err(ApiError::bad_request(
+            "voice_api_not_allowed",
+            format!(
+                "this deployment does not offer the {} voice API (SWITCHBOARD_VOICE_APIS)",
+                api.as_str()
+            ),
+        ));
+    }
+    Ok(api)
+}
+
+/// A Realtime call with the agent's instructions, voice and tools.
+async fn realtime_call(
+    state: &AppState,
+    upstream: &crate::upstream::UpstreamClient,
+    sdp: &str,
+    view: crate::scenario::view::AgentView,
+) -> Result<(String, String), ApiError> {
+    let mut session = session_config(&state.config, Some(&view.voice), Some(&view.instructions));
+    session["tools"] = json!(view.tools);
+    session["tool_choice"] = json!("auto");
+    upstream_call(upstream, sdp, &session).await
+}
+
+/// A GPT-Live session: the scenario's Live voice and voice-layer prompt; under Responses
+/// delegation the agent's instructions and function tools for the backend model.
+async fn live_call(
+    state: &AppState,
+    upstream: &crate::upstream::UpstreamClient,
+    sdp: &str,
+    scenario: &crate::scenario::Scenario,
+    view: crate::scenario::view::AgentView,
+) -> Result<(String, String), ApiError> {
+    let instructions = crate::scenario::view::live_instructions(scenario, &view);
+    let responses = (scenario.live.delegation == Delegation::Responses).then(|| {
+        let tools: Vec<serde_json::Value> = (view.tools.iter())
+            .map(|t| json!({"type": "function", "name": t.name, "description": t.description, "parameters": t.parameters}))
+            .collect();
+        responses_delegation(LIVE_BACKEND_MODEL, &view.instructions, &tools)
+    });
+    let spec = LiveSessionSpec {
+        model: &state.config.realtime.live_model,
+        instructions: &instructions,
+        voice: &scenario.live.voice,
+        responses,
+    };
+    let created = upstream
+        .create_live_session(sdp, &live_session_config(&spec))
+        .await
+        .map_err(refused_offer)?;
+    Ok((created.id, created.answer))
+}
+
+/// The backend model of Responses delegation.
+const LIVE_BACKEND_MODEL: &str = "gpt-4.1-mini";
+
+/// An upstream 4xx about the offer (not auth or rate) is the client's `400 invalid_sdp`.
+fn refused_offer(e: UpstreamError) -> ApiError {
+    match e {
+        UpstreamError::Status {
+            status: status @ 400..=499,
+            message,
+        } if status != 401 && status != 429 => {
+            invalid_sdp(format!("the upstream refused the offer: {message}"))
+        }
+        other => other.into(),
+    }
+}
+
+/// A parsed offer.
+struct Offer {
+    sdp: String,
+    root: Option<String>,
+    api: Option<String>,
+}
+
+/// The offer, the optional `root_agent` and `api`: `application/sdp`, or JSON.
+fn parse_offer(headers: &HeaderMap, body: &Bytes) -> Result<Offer, ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let (sdp, root) = if ct.starts_with("application/json") {
+    let offer = if ct.starts_with("application/json") {
         let r: CallRequest = serde_json::from_slice(body).map_err(|e| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -137,18 +243,26 @@ fn parse_offer(headers: &HeaderMap, body: &Bytes) -> Result<(String, Option<Stri
                 e.to_string(),
             )
         })?;
-        (r.sdp, r.root_agent)
+        Offer {
+            sdp: r.sdp,
+            root: r.root_agent,
+            api: r.api,
+        }
     } else {
         let sdp = String::from_utf8(body.to_vec())
             .map_err(|_| invalid_sdp("the SDP offer is not UTF-8"))?;
-        (sdp, None)
+        Offer {
+            sdp,
+            root: None,
+            api: None,
+        }
     };
-    if !sdp.trim_start().starts_with("v=") {
+    if !offer.sdp.trim_start().starts_with("v=") {
         return Err(invalid_sdp(
             "the body is not an SDP offer (it must start with `v=`)",
         ));
     }
-    Ok((sdp, root))
+    Ok(offer)
 }
 
 /// Creates the call upstream; returns its id and the SDP answer. An upstream 4xx about the
@@ -161,15 +275,7 @@ async fn upstream_call(
     let (location, answer) = upstream
         .create_call(sdp, session)
         .await
-        .map_err(|e| match e {
-            UpstreamError::Status {
-                status: status @ 400..=499,
-                message,
-            } if status != 401 && status != 429 => {
-                invalid_sdp(format!("the upstream refused the offer: {message}"))
-            }
-            other => other.into(),
-        })?;
+        .map_err(refused_offer)?;
     let call_id = location.rsplit('/').next().unwrap_or_default().to_owned();
     let call_ok = !call_id.is_empty()
         && call_id
@@ -184,8 +290,8 @@ async fn upstream_call(
     Ok((call_id, answer))
 }
 
-/// Ends a call.
-#[utoipa::path(post, path = "/api/realtime/calls/{call_id}/hangup", tag = "realtime",
+/// Ends a call (either voice API; `/api/realtime/calls/{call_id}/hangup` is an alias).
+#[utoipa::path(post, path = "/api/calls/{call_id}/hangup", tag = "realtime",
     params(("call_id" = String, Path, description = "Call id")), security(("session_token" = [])),
     responses((status = 200, body = ControlAck), (status = 401, body = crate::error::ErrorBody),
         (status = 404, body = crate::error::ErrorBody)))]

@@ -19,7 +19,7 @@ use crate::domain::SessionId;
 use crate::error::{ApiError, Json, Query};
 use crate::http::caller::{Caller, ModelAccess};
 use crate::scenario::DEFAULT_SCENARIO;
-use crate::scenario::model::Agent;
+use crate::scenario::model::{Agent, VoiceApi};
 use crate::scenario::view::{AgentView, GuardrailView, guardrails, initial_agents, with_context};
 use crate::sessions::lifecycle::{NewSession, create_session};
 use crate::state::AppState;
@@ -87,6 +87,10 @@ pub struct Session2Response {
     /// Set when something is degraded (e.g. offline: no key was minted).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+    /// The scenario's voice API: `realtime` (voice with `ephemeral_key`) or `live` (voice
+    /// through `POST /api/calls`; `ephemeral_key` is null).
+    #[schema(example = "realtime")]
+    pub voice_api: &'static str,
 }
 
 /// Routes of this module.
@@ -159,7 +163,19 @@ async fn bootstrap(
         ));
     }
     let root = scenario.agent_or_default(root_agent.as_deref())?;
-    let key = ephemeral_key(state, root, context.as_deref()).await?;
+    let key = match scenario.voice_api {
+        VoiceApi::Realtime => ephemeral_key(state, root, context.as_deref()).await?,
+        // Live never gives the browser a key: the call endpoint creates the session.
+        VoiceApi::Live => KeyOrWarning {
+            value: None,
+            expires_at: None,
+            warning: Some(
+                "voice_api_live: this scenario runs on GPT-Live; start voice with POST \
+                 /api/calls?session_id=... (no browser key is needed)"
+                    .to_owned(),
+            ),
+        },
+    };
     let new = NewSession {
         id: SessionId::generate(),
         scenario_id: scenario.id.clone(),
@@ -187,6 +203,7 @@ async fn bootstrap(
         guardrails: guardrails(&scenario),
         events: events_info(state, headers, sid, token, top.epoch, top.seq),
         warning: key.warning,
+        voice_api: scenario.voice_api.as_str(),
     }))
 }
 

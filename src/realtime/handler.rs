@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::CallDeps;
 use super::client_events::{output_item, response_create, session_update, system_item};
-use crate::config::Steer;
+use crate::config::{Steer, VoiceApi};
 use crate::domain::SessionId;
 use crate::scenario::view::agent_view;
 use crate::sessions::moderate::TextSource;
@@ -50,8 +50,16 @@ impl Call {
         }
     }
 
+    /// True for a GPT-Live call (its id is a Live session id).
+    fn is_live(&self) -> bool {
+        VoiceApi::of_call_id(&self.call_id) == VoiceApi::Live
+    }
+
     /// Handles one server event.
     pub async fn on_event(&mut self, ev: &Value) -> Vec<Value> {
+        if self.is_live() {
+            return self.on_live_event(ev).await;
+        }
         match ev["type"].as_str().unwrap_or_default() {
             "response.created" => {
                 self.responding = true;
@@ -292,8 +300,86 @@ impl Call {
         out
     }
 
+    /// Handles one GPT-Live server event: the end of the session, errors.
+    async fn on_live_event(&mut self, ev: &Value) -> Vec<Value> {
+        match ev["type"].as_str().unwrap_or_default() {
+            "session.closed" => {
+                let upstream = ev["reason"].as_str().unwrap_or_default();
+                let reason = match upstream {
+                    "close_requested" => "hangup",
+                    "remote_hangup" | "expired" | "content" | "connection_lost" => upstream,
+                    _ => "error",
+                };
+                self.end_reported(reason, Some(upstream.to_owned())).await;
+                vec![]
+            }
+            "error" => {
+                tracing::warn!(call_id = %self.call_id, session_id = %self.sid, error = %ev["error"], "live error event");
+                vec![]
+            }
+            _ => vec![],
+        }
+    }
+
+    /// Applies a control command to a GPT-Live call: a switch changes the agent on the
+    /// server and tells the voice layer; say is commentary; instructions are appended;
+    /// hang-up closes the session.
+    async fn on_live_command(&mut self, cmd: Command) -> Result<Vec<Value>, CommandError> {
+        let append = |kind: &str, content: &str| json!({"type": kind, "delegation_id": null, "content": content});
+        match cmd {
+            Command::SwitchAgent { agent, source } => {
+                let Some((scn, from)) = self.active().await else {
+                    return Err(CommandError::SessionExpired);
+                };
+                let Some(a) = scn.agent(&agent) else {
+                    return Err(CommandError::UnknownAgent {
+                        agent,
+                        scenario: scn.id.to_string(),
+                    });
+                };
+                let persona = format!(
+                    "From now on you speak for the {} agent: {}",
+                    a.name,
+                    if a.handoff_description.is_empty() {
+                        "help the caller."
+                    } else {
+                        &a.handoff_description
+                    }
+                );
+                let source = if source == "client" {
+                    SwitchSource::Client
+                } else {
+                    SwitchSource::Server
+                };
+                let sw = Switch {
+                    from,
+                    to: agent.clone(),
+                    source,
+                    reason: "control command".into(),
+                    confidence: 1.0,
+                    tell_call: false,
+                };
+                if let Err(e) = self.deps.sessions.switch_agent(&self.sid, sw).await {
+                    tracing::error!(error = %e, "switching the active agent failed");
+                }
+                Ok(vec![append("session.instructions.append", &persona)])
+            }
+            Command::Say { text } => Ok(vec![append("session.commentary.append", &text)]),
+            Command::UpdateInstructions { instructions } => {
+                Ok(vec![append("session.instructions.append", &instructions)])
+            }
+            Command::Hangup => {
+                self.end_with("hangup", false).await;
+                Ok(vec![json!({"type": "session.close"})])
+            }
+        }
+    }
+
     /// Applies a control command.
     pub async fn on_command(&mut self, cmd: Command) -> Result<Vec<Value>, CommandError> {
+        if self.is_live() {
+            return self.on_live_command(cmd).await;
+        }
         match cmd {
             Command::SwitchAgent { agent, source } => {
                 let Some((scn, _)) = self.active().await else {
@@ -340,15 +426,29 @@ impl Call {
     }
 
     async fn end_with(&mut self, reason: &str, hang_up: bool) {
+        if hang_up && self.is_live() {
+            // Live has no hang-up request: the sideband's `session.close` ends it.
+            return self.end_reported(reason, None).await;
+        }
+        self.end_call(reason, hang_up, None).await;
+    }
+
+    /// Ends the call with the upstream's own reason (Live's `session.closed`).
+    async fn end_reported(&mut self, reason: &str, upstream_reason: Option<String>) {
+        self.end_call(reason, false, upstream_reason).await;
+    }
+
+    async fn end_call(&mut self, reason: &str, hang_up: bool, upstream_reason: Option<String>) {
         if self.ended {
             return;
         }
         self.ended = true;
-        if let Err(e) = self
-            .deps
-            .end_call(&self.sid, &self.call_id, reason, hang_up)
-            .await
-        {
+        let end = super::CallEnd {
+            reason,
+            hang_up,
+            upstream_reason,
+        };
+        if let Err(e) = self.deps.end_call_with(&self.sid, &self.call_id, end).await {
             tracing::warn!(error = %e, call_id = %self.call_id, "ending the call was not fully recorded; the janitor will retry");
         }
     }

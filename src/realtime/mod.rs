@@ -156,7 +156,30 @@ impl CallDeps {
         reason: &str,
         hang_up: bool,
     ) -> Result<(), crate::sessions::SessionError> {
-        if hang_up && let Some(up) = &self.sessions.upstream {
+        let end = CallEnd {
+            reason,
+            hang_up,
+            upstream_reason: None,
+        };
+        self.end_call_with(sid, call_id, end).await
+    }
+
+    /// [`CallDeps::end_call`] with the upstream's own reason, when it gave one. A GPT-Live
+    /// call has no hang-up request (its sideband sends `session.close`), so `hang_up` only
+    /// reaches the upstream for a Realtime call.
+    pub async fn end_call_with(
+        &self,
+        sid: &SessionId,
+        call_id: &str,
+        end: CallEnd<'_>,
+    ) -> Result<(), crate::sessions::SessionError> {
+        let (reason, hang_up) = (end.reason, end.hang_up);
+        let realtime =
+            crate::config::VoiceApi::of_call_id(call_id) == crate::config::VoiceApi::Realtime;
+        if hang_up
+            && realtime
+            && let Some(up) = &self.sessions.upstream
+        {
             let path = format!("realtime/calls/{call_id}/hangup");
             if let Err(e) = up.post_json(&path, &serde_json::json!({})).await {
                 tracing::warn!(error = %e, call_id, "upstream hangup failed");
@@ -165,11 +188,23 @@ impl CallDeps {
         let data = proto_events::events::CallEnded {
             call_id: call_id.to_owned(),
             reason: reason.to_owned(),
+            upstream_reason: end.upstream_reason,
         };
         self.sessions.publish(sid, &data).await?;
         self.leases().unregister(sid).await?;
         Ok(())
     }
+}
+
+/// How a call ended.
+#[derive(Debug, Clone)]
+pub struct CallEnd<'a> {
+    /// Our reason (`call.ended`'s `reason`).
+    pub reason: &'a str,
+    /// Ask the upstream to hang up (Realtime).
+    pub hang_up: bool,
+    /// The upstream's own reason, when it gave one.
+    pub upstream_reason: Option<String>,
 }
 
 /// This instance's view of calls.

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use super::CallDeps;
 use super::handler::{Call, Command};
 use super::lease::Lease;
+use crate::config::VoiceApi;
 use crate::domain::SessionId;
 use crate::telemetry;
 
@@ -37,7 +38,10 @@ async fn attach(deps: &CallDeps, call_id: &str) -> Attach {
     let Some(key) = deps.api_key.as_ref() else {
         return Attach::Gone;
     };
-    let url = format!("{}?call_id={call_id}", deps.realtime.ws_url);
+    let url = match VoiceApi::of_call_id(call_id) {
+        VoiceApi::Realtime => format!("{}?call_id={call_id}", deps.realtime.ws_url),
+        VoiceApi::Live => format!("{}/{call_id}/attach", deps.realtime.live_ws_url),
+    };
     let mut req = match url.into_client_request() {
         Ok(r) => r,
         Err(e) => return Attach::Retry(e.to_string()),

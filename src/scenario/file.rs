@@ -34,6 +34,28 @@ pub struct ScenarioFile {
     /// How `/api/orchestrate` chooses the agent.
     #[serde(default)]
     pub orchestration: OrchestrationFile,
+    /// The voice API its calls use: `realtime` (the default) or `live` (GPT-Live).
+    #[serde(default)]
+    pub voice_api: Option<String>,
+    /// GPT-Live settings (used when a call runs on Live).
+    #[serde(default)]
+    pub live: LiveFile,
+}
+
+/// GPT-Live settings of a scenario.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveFile {
+    /// Who answers delegations: `client` (Switchboard runs the active agent; the default)
+    /// or `responses` (OpenAI runs the backend model; Switchboard runs its function tools).
+    #[serde(default)]
+    pub delegation: Option<String>,
+    /// Live voice name (default `marin`); the agents' Realtime voices are never sent to Live.
+    #[serde(default)]
+    pub voice: Option<String>,
+    /// The voice layer's standing prompt; built from the scenario when absent.
+    #[serde(default)]
+    pub instructions: Option<String>,
 }
 
 /// Orchestration settings of a scenario.

@@ -37,6 +37,10 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../scenarios/customerServiceRetail.yaml"),
     ),
     (
+        "customerServiceRetailLive.yaml",
+        include_str!("../../scenarios/customerServiceRetailLive.yaml"),
+    ),
+    (
         "simpleHandoff.yaml",
         include_str!("../../scenarios/simpleHandoff.yaml"),
     ),

@@ -38,8 +38,75 @@ pub struct Scenario {
     pub tools: BTreeMap<ToolName, Tool>,
     /// Orchestration settings (the classifier, a known escalation target).
     pub orchestration: Orchestration,
+    /// The voice API its calls use unless a call asks for the other.
+    pub voice_api: VoiceApi,
+    /// GPT-Live settings.
+    pub live: LiveSettings,
     /// Where it came from (`builtin:<file>` or a path), for messages.
     pub source: String,
+}
+
+/// The `live:` block: a known delegation type, a plain voice name.
+fn validate_live(
+    f: super::file::LiveFile,
+    err: &dyn Fn(String, String) -> ScenarioError,
+) -> Result<LiveSettings, ScenarioError> {
+    let delegation = match f.delegation.as_deref().map(str::trim) {
+        None | Some("client") => Delegation::Client,
+        Some("responses") => Delegation::Responses,
+        Some(other) => {
+            return Err(err(
+                "live.delegation".into(),
+                format!("{other:?}: expected client or responses"),
+            ));
+        }
+    };
+    let voice = f.voice.unwrap_or_else(|| "marin".to_owned());
+    let plain = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if voice.is_empty() || voice.len() > 64 || !voice.chars().all(plain) {
+        return Err(err(
+            "live.voice".into(),
+            format!("{voice:?} is not a voice name"),
+        ));
+    }
+    Ok(LiveSettings {
+        delegation,
+        voice,
+        instructions: f.instructions.filter(|i| !i.trim().is_empty()),
+    })
+}
+
+pub use crate::config::VoiceApi;
+
+/// Who answers a Live session's delegations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Delegation {
+    /// Switchboard runs the active agent and answers with commentary.
+    #[default]
+    Client,
+    /// OpenAI runs the backend model; Switchboard runs its function tools.
+    Responses,
+}
+
+impl Delegation {
+    /// `client` or `responses`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Responses => "responses",
+        }
+    }
+}
+
+/// A scenario's GPT-Live settings, validated.
+#[derive(Debug, Clone, Default)]
+pub struct LiveSettings {
+    /// Who answers delegations.
+    pub delegation: Delegation,
+    /// Live voice.
+    pub voice: String,
+    /// The voice layer's prompt, when the file sets one.
+    pub instructions: Option<String>,
 }
 
 /// A validated agent.
@@ -198,7 +265,19 @@ impl ScenarioFile {
                 })?,
         };
         let orchestration = validate_orchestration(self.orchestration, &known, &err)?;
+        let voice_api = match self.voice_api.as_deref() {
+            None => VoiceApi::Realtime,
+            Some(v) => VoiceApi::parse(v).ok_or_else(|| {
+                err(
+                    "voice_api".into(),
+                    format!("{v:?}: expected realtime or live"),
+                )
+            })?,
+        };
+        let live = validate_live(self.live, &err)?;
         Ok(Scenario {
+            voice_api,
+            live,
             id,
             label: self.label,
             description: self.description,

@@ -28,6 +28,9 @@ pub struct ScenarioSummary {
     pub agents: Vec<String>,
     /// Alternative ids.
     pub aliases: Vec<String>,
+    /// The voice API its calls use by default: `realtime` or `live`.
+    #[schema(example = "realtime")]
+    pub voice_api: &'static str,
 }
 
 /// A function tool in the Responses/Realtime shape.
@@ -96,6 +99,11 @@ pub struct ScenarioDetail {
     pub agents: Vec<AgentView>,
     /// Guardrails.
     pub guardrails: Vec<GuardrailView>,
+    /// The voice API its calls use by default: `realtime` or `live`.
+    #[schema(example = "realtime")]
+    pub voice_api: &'static str,
+    /// Who answers GPT-Live delegations: `client` or `responses`.
+    pub live_delegation: &'static str,
 }
 
 /// `transfer_to_<agent>`: the handoff tool name for an agent (names are `[A-Za-z0-9]`).
@@ -113,6 +121,7 @@ impl ScenarioSummary {
             default_root: s.default_root.to_string(),
             agents: s.agent_names(),
             aliases: s.aliases.iter().map(ToString::to_string).collect(),
+            voice_api: s.voice_api.as_str(),
         }
     }
 }
@@ -129,8 +138,32 @@ impl ScenarioDetail {
             company_name: s.company_name.clone(),
             agents: s.agents.iter().map(|a| agent_view(s, a, None)).collect(),
             guardrails: guardrails(s),
+            voice_api: s.voice_api.as_str(),
+            live_delegation: s.live.delegation.as_str(),
         }
     }
+}
+
+/// The GPT-Live voice layer's standing prompt: the scenario's `live.instructions`, or one
+/// built from its description and the agent in charge, saying that anything needing tools,
+/// accounts or policy is delegated to the backend.
+pub fn live_instructions(s: &Scenario, agent: &AgentView) -> String {
+    if let Some(i) = &s.live.instructions {
+        return i.clone();
+    }
+    format!(
+        "You are the voice of {company}. {description}\n\nYou speak for the {agent} agent: {role}\n\n\
+         Delegate anything that needs tools, accounts, orders, policy or reasoning to the backend, \
+         and speak what it answers. Keep replies short and natural.",
+        company = s.company_name,
+        description = s.description.trim(),
+        agent = agent.name,
+        role = if agent.handoff_description.is_empty() {
+            "help the caller."
+        } else {
+            agent.handoff_description.as_str()
+        },
+    )
 }
 
 /// The guardrails of a scenario.

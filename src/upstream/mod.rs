@@ -7,6 +7,7 @@
 //! scrubbed out; the edge answers [`UpstreamError`] as `502 upstream_error` / `504 upstream_timeout`.
 //! The key lives in a `SecretString` and is only exposed to build the `Authorization` header.
 
+pub mod live;
 pub mod realtime;
 pub mod responses;
 
@@ -292,6 +293,7 @@ fn endpoint_label(path: &str) -> &'static str {
         "moderations" => "moderations",
         "realtime/client_secrets" => "realtime/client_secrets",
         "realtime/calls" => "realtime/calls",
+        "live/sessions" => "live/sessions",
         p if p.starts_with("realtime/calls/") && p.ends_with("/hangup") => {
             "realtime/calls/{id}/hangup"
         }

@@ -15,6 +15,7 @@ mod errors;
 mod events_api;
 mod health;
 mod keys;
+mod live_calls;
 mod memory_contract;
 mod moderation;
 mod openapi;

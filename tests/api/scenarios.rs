@@ -1,7 +1,7 @@
 use crate::support::{assert_error, spawn_app};
 
 #[tokio::test]
-async fn list_has_the_three_demo_scenarios() {
+async fn list_has_the_three_demo_scenarios_and_the_live_retail_desk() {
     let app = spawn_app().await;
     let (s, b) = app.get_json("/api/scenarios").await;
     assert_eq!(s, 200);
@@ -9,8 +9,15 @@ async fn list_has_the_three_demo_scenarios() {
     let ids: Vec<&str> = list.iter().map(|x| x["id"].as_str().unwrap()).collect();
     assert_eq!(
         ids,
-        ["chatSupervisor", "customerServiceRetail", "simpleHandoff"]
+        [
+            "chatSupervisor",
+            "customerServiceRetail",
+            "customerServiceRetailLive",
+            "simpleHandoff"
+        ]
     );
+    assert_eq!(list[1]["voice_api"], "realtime");
+    assert_eq!(list[2]["voice_api"], "live");
     let retail = &list[1];
     assert_eq!(retail["default_root"], "authentication");
     assert_eq!(retail["aliases"][0], "retail");

@@ -25,6 +25,8 @@ pub struct FakeRealtime {
     pub received: Arc<Mutex<Vec<Value>>>,
     /// `(authorization, query)` of every attach.
     pub attaches: Arc<Mutex<Vec<(String, String)>>>,
+    /// The path of every attach (`/v1/realtime`, or a Live `/v1/live/sessions/{id}/attach`).
+    pub paths: Arc<Mutex<Vec<String>>>,
     /// When each attach was attempted (refused ones too).
     pub attempts: Arc<Mutex<Vec<Instant>>>,
     /// How many of the next attaches to refuse with HTTP 503.
@@ -44,6 +46,7 @@ impl FakeRealtime {
             ws_url: format!("ws://127.0.0.1:{port}/v1/realtime"),
             received: Arc::default(),
             attaches: Arc::default(),
+            paths: Arc::default(),
             timeline: Arc::default(),
             attempts: Arc::default(),
             refuse: Arc::default(),
@@ -56,6 +59,7 @@ impl FakeRealtime {
                 tokio::spawn(async move {
                     let (attaches, attempts, refuse) =
                         (f.attaches.clone(), f.attempts.clone(), f.refuse.clone());
+                    let paths = f.paths.clone();
                     #[allow(clippy::result_large_err)] // the callback's signature is tungstenite's
                     let cb = move |req: &Request, resp: Response| {
                         let auth = req
@@ -76,6 +80,7 @@ impl FakeRealtime {
                             return Err(no);
                         }
                         attaches.lock().unwrap().push((auth, query));
+                        paths.lock().unwrap().push(req.uri().path().to_owned());
                         Ok(resp)
                     };
                     let Ok(ws) = tokio_tungstenite::accept_hdr_async(tcp, cb).await else {
@@ -178,8 +183,10 @@ pub async fn spawn_with_realtime(
     mount_calls(&model).await;
     let fake = FakeRealtime::start().await;
     let url = fake.ws_url.clone();
+    let live = url.replace("/v1/realtime", "/v1/live/sessions");
     let app = super::spawn_online(&model, move |c| {
         c.realtime.ws_url = url;
+        c.realtime.live_ws_url = live;
         adjust(c);
     })
     .await;

@@ -1,0 +1,331 @@
+//! GPT-Live calls beside Realtime ones, from the same endpoint: the strict Live create body,
+//! the sideband at `/live/sessions/{id}/attach`, control commands as Live client events,
+//! and `session.closed` as `call.ended` with the upstream's reason.
+
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::realtime_calls::control;
+use crate::support::channel::{API_KEY, Sess, Ws, next_json};
+use crate::support::realtime::*;
+use crate::support::*;
+
+const LIVE_ID: &str = "live_u7_EWIVap3oTest";
+
+/// Mounts Live's create: `201` JSON with the session id and the answer (no `Location`).
+async fn mount_live(model: &MockServer, status: u16, body: Value) {
+    Mock::given(method("POST"))
+        .and(path("/v1/live/sessions"))
+        .respond_with(ResponseTemplate::new(status).set_body_json(body))
+        .mount(model)
+        .await;
+}
+
+fn created() -> Value {
+    json!({"session": {"id": LIVE_ID, "model": "gpt-live-1.1", "status": "active"},
+           "transport": {"type": "webrtc", "sdp": "v=0\r\no=- live answer\r\n"}})
+}
+
+struct Live {
+    app: TestApp,
+    fake: FakeRealtime,
+    model: MockServer,
+    s: Sess,
+    ws: Ws,
+}
+
+async fn live_session(scenario: &str) -> Live {
+    let (model, fake, app) = spawn_with_realtime(|_| {}).await;
+    let s = app.session_for(scenario).await;
+    let (ws, _) = app.connect(&s, None).await;
+    Live {
+        app,
+        fake,
+        model,
+        s,
+        ws,
+    }
+}
+
+async fn post_call(t: &Live, path_and_query: &str, ct: &str, body: String) -> reqwest::Response {
+    t.app
+        .client
+        .post(t.app.url(path_and_query))
+        .bearer_auth(&t.s.token)
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn live_creates(model: &MockServer) -> Vec<Value> {
+    model
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/v1/live/sessions")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_live_scenario_call_uses_the_strict_live_create_and_its_sideband() {
+    let mut t = live_session("customerServiceRetailLive").await;
+    mount_live(&t.model, 201, created()).await;
+    let resp = post_call(
+        &t,
+        &format!("/api/calls?session_id={}", t.s.id),
+        "application/sdp",
+        "v=0\r\no=- offer\r\n".into(),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    assert_eq!(resp.headers()["content-type"], "application/sdp");
+    assert_eq!(resp.headers()["location"], format!("/api/calls/{LIVE_ID}"));
+    assert_eq!(resp.text().await.unwrap(), "v=0\r\no=- live answer\r\n");
+
+    let creates = live_creates(&t.model).await;
+    assert_eq!(creates.len(), 1);
+    let body = &creates[0];
+    let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        ["session", "transport"],
+        "only the two keys Live allows"
+    );
+    assert_eq!(
+        body["transport"],
+        json!({"type": "webrtc", "sdp": "v=0\r\no=- offer\r\n"})
+    );
+    let session = body["session"].as_object().unwrap();
+    let mut fields: Vec<&str> = session.keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["audio", "delegation", "instructions", "model"]);
+    assert_eq!(session["model"], "gpt-live-1.1");
+    assert_eq!(session["audio"], json!({"output": {"voice": "marin"}}));
+    assert_eq!(session["delegation"], json!({"type": "client"}));
+    let prompt = session["instructions"].as_str().unwrap();
+    assert!(
+        prompt.contains("Snowy Peak Boards") && prompt.contains("Delegate"),
+        "{prompt}"
+    );
+    assert!(
+        live_creates(&t.model).await.len() == 1
+            && t.model
+                .received_requests()
+                .await
+                .unwrap()
+                .iter()
+                .all(|r| r.url.path() != "/v1/realtime/calls"),
+        "no Realtime call was made"
+    );
+
+    let ev = next_json(&mut t.ws).await;
+    assert_eq!(
+        (ev["type"].as_str(), ev["data"]["call_id"].as_str()),
+        (Some("call.started"), Some(LIVE_ID))
+    );
+    t.fake.wait_attaches(1).await;
+    assert_eq!(
+        t.fake.paths.lock().unwrap()[0],
+        format!("/v1/live/sessions/{LIVE_ID}/attach")
+    );
+    assert_eq!(
+        t.fake.attaches.lock().unwrap()[0].0,
+        format!("Bearer {UPSTREAM_KEY}"),
+        "the sideband attaches with the project key"
+    );
+
+    // The upstream ends the session: call.ended with our reason and its own.
+    t.fake
+        .emit(json!({"type": "session.closed", "reason": "remote_hangup",
+                       "session": {"id": LIVE_ID}, "usage": {"seconds": 42}}));
+    let ev = next_json(&mut t.ws).await;
+    assert_eq!(ev["type"], "call.ended", "{ev}");
+    assert_eq!(ev["data"]["call_id"], LIVE_ID);
+    assert_eq!(ev["data"]["reason"], "remote_hangup");
+    assert_eq!(ev["data"]["upstream_reason"], "remote_hangup");
+    t.fake.wait_closed().await;
+}
+
+#[tokio::test]
+async fn a_live_session_gets_no_browser_key() {
+    let (_model, _fake, app) = spawn_with_realtime(|_| {}).await;
+    let live = app.session2("customerServiceRetailLive").await;
+    assert_eq!(live["voice_api"], "live");
+    assert!(live["ephemeral_key"].is_null(), "{live}");
+    assert!(live["warning"].as_str().unwrap().contains("/api/calls"));
+    let realtime = app.session2("retail").await;
+    assert_eq!(realtime["voice_api"], "realtime");
+    assert!(realtime["ephemeral_key"].as_str().is_some());
+}
+
+#[tokio::test]
+async fn one_endpoint_serves_both_apis_and_the_allowed_list_is_enforced() {
+    let mut t = live_session("retail").await;
+    mount_calls(&t.model).await;
+    mount_live(&t.model, 201, created()).await;
+    // A Realtime scenario asks for Live in the JSON body; the alias path answers the same.
+    let offer = json!({"sdp": "v=0\r\no=- offer\r\n", "api": "live"}).to_string();
+    let resp = post_call(
+        &t,
+        &format!("/api/realtime/calls?session_id={}", t.s.id),
+        "application/json",
+        offer,
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    assert_eq!(
+        resp.headers()["location"],
+        format!("/api/realtime/calls/{LIVE_ID}"),
+        "the alias keeps its own Location"
+    );
+    assert_eq!(live_creates(&t.model).await.len(), 1);
+    assert_eq!(next_json(&mut t.ws).await["type"], "call.started");
+
+    // An unknown API is refused before anything reaches the upstream.
+    let resp = post_call(
+        &t,
+        &format!("/api/calls?session_id={}&api=sip", t.s.id),
+        "application/sdp",
+        "v=0\r\n".into(),
+    )
+    .await;
+    let (st, b) = split(resp).await;
+    assert_error(st, &b, 400, "invalid_body");
+
+    // A deployment that offers only Realtime refuses `api=live`.
+    let (model, _fake, app) = spawn_with_realtime(|c| {
+        c.realtime.voice_apis = vec![switchboard::config::VoiceApi::Realtime];
+    })
+    .await;
+    let s = app.session_for("retail").await;
+    let resp = app
+        .client
+        .post(app.url(&format!("/api/calls?session_id={}&api=live", s.id)))
+        .bearer_auth(&s.token)
+        .header("content-type", "application/sdp")
+        .body("v=0\r\n")
+        .send()
+        .await
+        .unwrap();
+    let (st, b) = split(resp).await;
+    assert_error(st, &b, 400, "voice_api_not_allowed");
+    assert!(live_creates(&model).await.is_empty());
+}
+
+#[tokio::test]
+async fn live_refusals_map_like_realtime_ones() {
+    let t = live_session("customerServiceRetailLive").await;
+    let err = json!({"error": {"message": "Unknown parameter: 'session.voice'.", "type": "invalid_request_error",
+                               "code": "unknown_parameter", "param": "session.voice"}});
+    mount_live(&t.model, 400, err).await;
+    let url = format!("/api/calls?session_id={}", t.s.id);
+    let resp = post_call(&t, &url, "application/sdp", "v=0\r\n".into()).await;
+    let (st, b) = split(resp).await;
+    assert_error(st, &b, 400, "invalid_sdp");
+
+    let t = live_session("customerServiceRetailLive").await;
+    // A 201 without a usable session id is the upstream's fault.
+    mount_live(&t.model, 201, json!({"transport": {"sdp": "v=0\r\n"}})).await;
+    let url = format!("/api/calls?session_id={}", t.s.id);
+    let resp = post_call(&t, &url, "application/sdp", "v=0\r\n".into()).await;
+    assert_eq!(resp.status(), 502);
+}
+
+#[tokio::test]
+async fn control_commands_become_live_client_events() {
+    let mut t = live_session("customerServiceRetailLive").await;
+    mount_live(&t.model, 201, created()).await;
+    let url = format!("/api/calls?session_id={}", t.s.id);
+    assert_eq!(
+        post_call(&t, &url, "application/sdp", "v=0\r\n".into())
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(next_json(&mut t.ws).await["type"], "call.started");
+    t.fake.wait_attaches(1).await;
+
+    let (st, _) = control(
+        &t.app,
+        &t.s.id,
+        API_KEY,
+        json!({"action": "say", "text": "One moment."}),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, _) = control(
+        &t.app,
+        &t.s.id,
+        API_KEY,
+        json!({"action": "update_instructions", "instructions": "Mention the winter sale."}),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, _) = control(
+        &t.app,
+        &t.s.id,
+        API_KEY,
+        json!({"action": "switch_agent", "agent": "returns"}),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let ev = next_json(&mut t.ws).await;
+    assert_eq!(ev["type"], "agent.switch");
+    assert_eq!(
+        (ev["data"]["from"].as_str(), ev["data"]["to"].as_str()),
+        (Some("authentication"), Some("returns"))
+    );
+    let got = t.fake.wait_for("three appends", |r| r.len() >= 3).await;
+    assert_eq!(
+        got[0],
+        json!({"type": "session.commentary.append", "delegation_id": null, "content": "One moment."})
+    );
+    assert_eq!(
+        got[1],
+        json!({"type": "session.instructions.append", "delegation_id": null, "content": "Mention the winter sale."})
+    );
+    assert_eq!(got[2]["type"], "session.instructions.append");
+    assert!(
+        got[2]["content"].as_str().unwrap().contains("returns"),
+        "{}",
+        got[2]
+    );
+    assert!(
+        got.iter().all(|e| ![
+            "session.update",
+            "conversation.item.create",
+            "response.create"
+        ]
+        .contains(&e["type"].as_str().unwrap_or_default())),
+        "no Realtime-only event reaches Live: {got:?}"
+    );
+    let resp = t
+        .app
+        .client
+        .get(t.app.url(&format!("/api/sessions/{}", t.s.id)))
+        .bearer_auth(&t.s.token)
+        .send()
+        .await
+        .unwrap();
+    let (_, view) = split(resp).await;
+    assert_eq!(view["active_agent"], "returns");
+
+    // Hang-up: `session.close`, then call.ended.
+    let (st, _) = control(&t.app, &t.s.id, API_KEY, json!({"action": "hangup"})).await;
+    assert_eq!(st, 200);
+    t.fake
+        .wait_for("session.close", |r| {
+            r.iter().any(|e| e["type"] == "session.close")
+        })
+        .await;
+    let ev = next_json(&mut t.ws).await;
+    assert_eq!(
+        (ev["type"].as_str(), ev["data"]["reason"].as_str()),
+        (Some("call.ended"), Some("hangup"))
+    );
+}
