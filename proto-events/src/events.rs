@@ -151,8 +151,8 @@ pub struct CallError {
 pub struct TranscriptUser {
     /// Upstream call id.
     pub call_id: String,
-    /// Conversation item id.
-    pub item_id: String,
+    /// Conversation item id (null on GPT-Live, which has no items).
+    pub item_id: Option<String>,
     /// Transcript.
     pub text: String,
 }
@@ -162,10 +162,10 @@ pub struct TranscriptUser {
 pub struct TranscriptAssistant {
     /// Upstream call id.
     pub call_id: String,
-    /// Conversation item id.
-    pub item_id: String,
-    /// Response id.
-    pub response_id: String,
+    /// Conversation item id (null on GPT-Live).
+    pub item_id: Option<String>,
+    /// Response id (null on GPT-Live).
+    pub response_id: Option<String>,
     /// Agent speaking.
     pub agent: String,
     /// Transcript.

@@ -37,10 +37,7 @@ pub struct BatchItem {
     pub session_id: String,
     /// Event type (as for a single publish).
     #[serde(rename = "type")]
-    #[schema(
-        pattern = "^(agent\\.switch|tool\\.result|moderation\\.flagged|agent\\.message|call\\.started|call\\.ended|transcript\\.user|transcript\\.assistant|delegation\\.started|delegation\\.completed|x\\.[A-Za-z0-9._-]+)$",
-        max_length = 64
-    )]
+    #[schema(schema_with = crate::http::events::event_type_schema)]
     pub kind: String,
     /// Payload (default `{}`).
     #[schema(value_type = Option<Object>)]

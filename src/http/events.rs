@@ -28,6 +28,20 @@ pub struct HistoryQuery {
     pub since: Option<u64>,
 }
 
+/// The documented shape of an event type, built from the kinds the channel knows (so the
+/// OpenAPI pattern cannot drift from validation): a known kind or a custom `x.<name>`.
+pub fn event_type_schema() -> utoipa::openapi::schema::Object {
+    let known: Vec<String> = (proto_events::KNOWN_EVENT_TYPES.iter())
+        .map(|k| k.replace('.', "\\."))
+        .collect();
+    let pattern = format!("^({}|x\\.[A-Za-z0-9._-]+)$", known.join("|"));
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(pattern))
+        .max_length(Some(proto_events::MAX_EVENT_TYPE_LEN))
+        .build()
+}
+
 /// A server-side publish.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -35,10 +49,7 @@ pub struct PublishRequest {
     /// `agent.switch`, `tool.result`, `moderation.flagged`, `agent.message`, `call.started`,
     /// `call.ended`, `transcript.user`, `transcript.assistant`, or a custom `x.<name>`.
     #[serde(rename = "type")]
-    #[schema(
-        pattern = "^(agent\\.switch|tool\\.result|moderation\\.flagged|agent\\.message|call\\.started|call\\.ended|transcript\\.user|transcript\\.assistant|delegation\\.started|delegation\\.completed|x\\.[A-Za-z0-9._-]+)$",
-        max_length = 64
-    )]
+    #[schema(schema_with = crate::http::events::event_type_schema)]
     pub kind: String,
     /// Payload (any JSON; default `{}`).
     #[schema(value_type = Option<Object>)]

@@ -32,12 +32,21 @@ pub struct Call {
     tail: VecDeque<String>,
     /// Set when the call is over (hangup or upstream gone).
     pub(crate) ended: bool,
+    /// The GPT-Live side of a Live call.
+    live: Option<super::live::LiveCall>,
+    /// Client events produced in the background (Live delegations), for the sideband loop.
+    outbox: Option<tokio::sync::mpsc::UnboundedReceiver<Value>>,
 }
 
 impl Call {
     /// A call of session `sid`.
     pub fn new(deps: Arc<CallDeps>, sid: SessionId, call_id: String) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let live = (VoiceApi::of_call_id(&call_id) == VoiceApi::Live)
+            .then(|| super::live::LiveCall::new(deps.clone(), sid.clone(), call_id.clone(), tx));
         Self {
+            live,
+            outbox: Some(rx),
             deps,
             sid,
             call_id,
@@ -52,7 +61,27 @@ impl Call {
 
     /// True for a GPT-Live call (its id is a Live session id).
     fn is_live(&self) -> bool {
-        VoiceApi::of_call_id(&self.call_id) == VoiceApi::Live
+        self.live.is_some()
+    }
+
+    /// The client events background work produces (taken once by the sideband loop).
+    pub(crate) fn take_outbox(&mut self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Value>> {
+        self.outbox.take()
+    }
+
+    /// Picks up what a previous owner left unfinished (a Live call's delegations).
+    pub async fn resume(&mut self) {
+        if let Some(live) = &mut self.live {
+            live.resume().await;
+        }
+    }
+
+    /// Periodic work: a Live call publishes turns that went quiet.
+    pub async fn on_tick(&mut self) -> Vec<Value> {
+        match &mut self.live {
+            Some(live) => live.on_tick().await,
+            None => vec![],
+        }
     }
 
     /// Handles one server event.
@@ -209,7 +238,7 @@ impl Call {
         }
         self.publish(&TranscriptUser {
             call_id: self.call_id.clone(),
-            item_id,
+            item_id: Some(item_id),
             text: text.clone(),
         })
         .await;
@@ -254,8 +283,8 @@ impl Call {
         };
         self.publish(&TranscriptAssistant {
             call_id: self.call_id.clone(),
-            item_id: item_id.to_owned(),
-            response_id: response_id.to_owned(),
+            item_id: Some(item_id.to_owned()),
+            response_id: Some(response_id.to_owned()),
             agent: active.clone(),
             text: text.clone(),
         })
@@ -310,6 +339,9 @@ impl Call {
                     "remote_hangup" | "expired" | "content" | "connection_lost" => upstream,
                     _ => "error",
                 };
+                if let Some(live) = &mut self.live {
+                    live.flush().await;
+                }
                 self.end_reported(reason, Some(upstream.to_owned())).await;
                 vec![]
             }
@@ -317,7 +349,10 @@ impl Call {
                 tracing::warn!(call_id = %self.call_id, session_id = %self.sid, error = %ev["error"], "live error event");
                 vec![]
             }
-            _ => vec![],
+            _ => match &mut self.live {
+                Some(live) => live.on_event(ev).await,
+                None => vec![],
+            },
         }
     }
 
@@ -331,21 +366,12 @@ impl Call {
                 let Some((scn, from)) = self.active().await else {
                     return Err(CommandError::SessionExpired);
                 };
-                let Some(a) = scn.agent(&agent) else {
+                if scn.agent(&agent).is_none() {
                     return Err(CommandError::UnknownAgent {
                         agent,
                         scenario: scn.id.to_string(),
                     });
-                };
-                let persona = format!(
-                    "From now on you speak for the {} agent: {}",
-                    a.name,
-                    if a.handoff_description.is_empty() {
-                        "help the caller."
-                    } else {
-                        &a.handoff_description
-                    }
-                );
+                }
                 let source = if source == "client" {
                     SwitchSource::Client
                 } else {
@@ -362,7 +388,11 @@ impl Call {
                 if let Err(e) = self.deps.sessions.switch_agent(&self.sid, sw).await {
                     tracing::error!(error = %e, "switching the active agent failed");
                 }
-                Ok(vec![append("session.instructions.append", &persona)])
+                let now = self.active().await.map(|(_, a)| a).unwrap_or(agent);
+                match &mut self.live {
+                    Some(live) => Ok(live.agent_changed(&now).await),
+                    None => Ok(vec![]),
+                }
             }
             Command::Say { text } => Ok(vec![append("session.commentary.append", &text)]),
             Command::UpdateInstructions { instructions } => {

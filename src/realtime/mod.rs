@@ -14,6 +14,7 @@ pub mod client_events;
 pub mod command;
 pub mod handler;
 pub mod lease;
+pub mod live;
 pub mod sideband;
 
 use std::sync::Arc;

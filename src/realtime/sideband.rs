@@ -115,6 +115,8 @@ async fn run(
     let stop = state.tasks.token().clone();
     let renewal = spawn_renewal(state.clone(), sid.clone(), lease.clone(), lost_tx);
     let mut call = Call::new(state.clone(), sid.clone(), call_id.clone());
+    let mut outbox = call.take_outbox().expect("a new call has its outbox");
+    call.resume().await;
     let mut backoff = Duration::from_millis(100);
     tracing::info!(session_id = %sid, call_id, fence = lease.fence, "sideband holding the call");
     'attach: while !call.ended && !*lost.borrow() {
@@ -138,7 +140,13 @@ async fn run(
                 continue;
             }
         };
-        match serve(*ws, &mut call, &mut rx, &mut lost, &stop).await {
+        let io = Io {
+            rx: &mut rx,
+            outbox: &mut outbox,
+            lost: &mut lost,
+            stop: &stop,
+        };
+        match serve(*ws, &mut call, io).await {
             Detached::Reattach => continue 'attach,
             Detached::Stop => break 'attach,
         }
@@ -164,19 +172,39 @@ enum Detached {
 type UpstreamSocket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Runs one attached upstream socket: server events and control commands through the call,
-/// their client events out, until the socket drops or the sideband must stop.
-async fn serve(
-    ws: UpstreamSocket,
-    call: &mut Call,
-    rx: &mut mpsc::Receiver<Envelope>,
-    lost: &mut watch::Receiver<bool>,
-    stop: &tokio_util::sync::CancellationToken,
-) -> Detached {
+/// What the sideband loop listens to besides the socket.
+struct Io<'a> {
+    /// Control commands.
+    rx: &'a mut mpsc::Receiver<Envelope>,
+    /// Client events from the call's background work.
+    outbox: &'a mut mpsc::UnboundedReceiver<serde_json::Value>,
+    /// Flips when the lease is lost.
+    lost: &'a mut watch::Receiver<bool>,
+    /// Cancelled to hand the call over.
+    stop: &'a tokio_util::sync::CancellationToken,
+}
+
+/// How often the call's periodic work runs (Live turns that went quiet).
+const TICK: Duration = Duration::from_millis(250);
+
+/// Runs one attached upstream socket: server events, control commands and background client
+/// events through the call, their client events out, until the socket drops or the sideband
+/// must stop.
+async fn serve(ws: UpstreamSocket, call: &mut Call, io: Io<'_>) -> Detached {
+    let Io {
+        rx,
+        outbox,
+        lost,
+        stop,
+    } = io;
     let call_id = call.call_id.clone();
     let (mut sink, mut stream) = ws.split();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let out = tokio::select! {
+            Some(ev) = outbox.recv() => vec![ev],
+            _ = tick.tick() => call.on_tick().await,
             _ = lost.changed() => return Detached::Stop,
             // Handing over: stop between events; the lease is released by the caller, so
             // another instance re-attaches at once.

@@ -17,6 +17,7 @@
 
 pub mod agent;
 pub mod claim;
+pub mod delegate;
 pub mod health;
 pub mod lifecycle;
 pub mod moderate;

@@ -329,3 +329,222 @@ async fn control_commands_become_live_client_events() {
         (Some("call.ended"), Some("hangup"))
     );
 }
+
+/// A Live session of `scenario` (query form) with its call created and its sideband attached.
+async fn live_call(scenario: &str) -> Live {
+    let mut t = live_session(scenario).await;
+    mount_live(&t.model, 201, created()).await;
+    let url = format!("/api/calls?session_id={}", t.s.id);
+    let resp = post_call(&t, &url, "application/sdp", "v=0\r\n".into()).await;
+    assert_eq!(resp.status(), 201);
+    assert_eq!(next_json(&mut t.ws).await["type"], "call.started");
+    t.fake.wait_attaches(1).await;
+    t
+}
+
+fn user_says(text: &str, start_ms: u64, end_ms: u64) -> Value {
+    json!({"type": "session.input_transcript.delta", "delta": text, "start_ms": start_ms, "end_ms": end_ms,
+           "event_id": "event_u"})
+}
+
+fn delegation(id: &str, offset_ms: u64) -> Value {
+    json!({"type": "session.delegation.created", "offset_ms": offset_ms,
+           "delegation": {"id": id, "type": "delegation", "target": "client"}})
+}
+
+/// The next events of the channel until one of `kind`; returns them all.
+async fn until(ws: &mut Ws, kind: &str) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let ev = next_json(ws).await;
+        let done = ev["type"] == kind;
+        seen.push(ev);
+        if done {
+            return seen;
+        }
+    }
+}
+
+fn kinds(events: &[Value]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_delegation_is_answered_by_the_active_agent_with_its_tools_once() {
+    let mut t = live_call("customerServiceRetailLive&root_agent=returns").await;
+    t.fake.emit(user_says("Where are my orders? ", 1000, 1800));
+    // The delegation arrives before the fragment that covers it.
+    t.fake.emit(delegation("item_d1", 1900));
+    t.fake.emit(user_says(
+        r#"call:lookupOrders:{"phoneNumber":"(206) 135-1246"}"#,
+        1900,
+        2600,
+    ));
+    let events = until(&mut t.ws, "delegation.completed").await;
+    assert_eq!(
+        kinds(&events),
+        [
+            "transcript.user",
+            "delegation.started",
+            "tool.result",
+            "delegation.completed"
+        ],
+        "{events:?}"
+    );
+    let task = events[1]["data"]["task"].as_str().unwrap();
+    assert!(
+        task.starts_with("Where are my orders?") && task.contains("call:lookupOrders"),
+        "{task}"
+    );
+    assert_eq!(
+        events[0]["data"]["text"], task,
+        "the turn ends at the delegation"
+    );
+    assert!(events[0]["data"]["item_id"].is_null());
+    assert_eq!(events[1]["data"]["agent"], "returns");
+    assert_eq!(events[1]["data"]["delegation_id"], "item_d1");
+    let tool = &events[2]["data"];
+    assert_eq!(
+        (tool["tool"].as_str(), tool["success"].as_bool()),
+        (Some("lookupOrders"), Some(true))
+    );
+    let done = &events[3]["data"];
+    assert_eq!(done["delegation_id"], "item_d1");
+    assert_eq!(done["agent"], "returns");
+    assert_eq!(done["late"], false);
+    let output = done["output"].as_str().unwrap();
+    assert!(output.starts_with("done after lookupOrders"), "{output}");
+
+    let got = t
+        .fake
+        .wait_for("the commentary", |r| {
+            r.iter().any(|e| e["type"] == "session.commentary.append")
+        })
+        .await;
+    let answers = of_type(&got, "session.commentary.append");
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0]["delegation_id"], "item_d1");
+    assert_eq!(answers[0]["content"], output);
+    let thinking = of_type(&got, "session.thinking.append");
+    assert!(
+        thinking.iter().any(|e| e["delegation_id"] == "item_d1"),
+        "progress is sent as thinking: {got:?}"
+    );
+
+    // The same announcement again is ignored: still one answer.
+    t.fake.emit(delegation("item_d1", 1900));
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let got = t.fake.received.lock().unwrap().clone();
+    assert_eq!(of_type(&got, "session.commentary.append").len(), 1);
+}
+
+#[tokio::test]
+async fn a_transfer_during_a_delegation_switches_once_and_the_next_goes_to_the_new_agent() {
+    let mut t = live_call("customerServiceRetailLive").await;
+    t.fake.emit(user_says(
+        "I want to return something, handoff:returns please",
+        500,
+        2000,
+    ));
+    t.fake.emit(delegation("item_t1", 500));
+    let events = until(&mut t.ws, "delegation.completed").await;
+    assert_eq!(
+        kinds(&events),
+        [
+            "transcript.user",
+            "delegation.started",
+            "agent.switch",
+            "delegation.completed"
+        ],
+        "{events:?}"
+    );
+    assert_eq!(events[1]["data"]["agent"], "authentication");
+    let sw = &events[2]["data"];
+    assert_eq!(
+        (
+            sw["from"].as_str(),
+            sw["to"].as_str(),
+            sw["source"].as_str()
+        ),
+        (Some("authentication"), Some("returns"), Some("model"))
+    );
+    assert_eq!(events[3]["data"]["agent"], "returns");
+    let got = t
+        .fake
+        .wait_for("the persona append", |r| {
+            r.iter().any(|e| e["type"] == "session.instructions.append")
+                && r.iter().any(|e| e["type"] == "session.commentary.append")
+        })
+        .await;
+    let appends = of_type(&got, "session.instructions.append");
+    assert_eq!(appends.len(), 1, "{got:?}");
+    assert!(appends[0]["delegation_id"].is_null());
+    assert!(appends[0]["content"].as_str().unwrap().contains("returns"));
+
+    // The next delegation is the new agent's.
+    t.fake.emit(user_says("What is your policy?", 5000, 6000));
+    t.fake.emit(delegation("item_t2", 5000));
+    let events = until(&mut t.ws, "delegation.completed").await;
+    let started = events
+        .iter()
+        .find(|e| e["type"] == "delegation.started")
+        .unwrap();
+    assert_eq!(started["data"]["agent"], "returns");
+    assert!(
+        events.iter().all(|e| e["type"] != "agent.switch"),
+        "one switch only: {events:?}"
+    );
+}
+
+#[tokio::test]
+async fn turns_end_at_a_silence_gap_and_usage_is_kept() {
+    let mut t = live_call("customerServiceRetailLive").await;
+    t.fake.emit(user_says("Hello", 0, 400));
+    t.fake.emit(user_says(" there", 500, 900));
+    // More than 800 ms of silence: a new turn.
+    t.fake.emit(user_says("Anyone?", 2000, 2400));
+    let first = next_json(&mut t.ws).await;
+    assert_eq!(
+        (first["type"].as_str(), first["data"]["text"].as_str()),
+        (Some("transcript.user"), Some("Hello there"))
+    );
+    t.fake.emit(
+        json!({"type": "session.output_transcript.delta", "delta": "Hi! How can I help?",
+                       "start_ms": 2600, "end_ms": 3400}),
+    );
+    // The assistant speaking ends the user's turn; a quiet second ends the assistant's.
+    let second = next_json(&mut t.ws).await;
+    assert_eq!(second["data"]["text"], "Anyone?");
+    let third = next_json(&mut t.ws).await;
+    assert_eq!(third["type"], "transcript.assistant");
+    assert_eq!(third["data"]["text"], "Hi! How can I help?");
+    assert_eq!(third["data"]["agent"], "authentication");
+    assert!(third["data"]["response_id"].is_null());
+
+    t.fake
+        .emit(json!({"type": "session.usage.updated", "usage": {"seconds": 12.5}}));
+    t.fake
+        .emit(json!({"type": "session.usage.updated", "usage": {"seconds": 19.0}}));
+    let url = t.app.url(&format!("/api/sessions/{}", t.s.id));
+    let usage = eventually(
+        "the usage is kept",
+        std::time::Duration::from_secs(2),
+        || async {
+            let resp = t
+                .app
+                .client
+                .get(&url)
+                .bearer_auth(&t.s.token)
+                .send()
+                .await
+                .ok()?;
+            let (_, v) = split(resp).await;
+            (v["usage"]["seconds"] == 19.0).then(|| v["usage"].clone())
+        },
+    )
+    .await;
+    assert_eq!(usage["seconds"], 19.0, "cumulative, not summed: {usage}");
+}

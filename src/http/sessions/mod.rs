@@ -42,6 +42,11 @@ pub struct SessionView {
     /// The host app's user who created the session (from their user token).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
+    /// What the session's calls used so far: `{seconds, input_tokens, output_tokens}`
+    /// (GPT-Live voice seconds, cumulative; backend tokens of delegations), once any is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub usage: Option<serde_json::Value>,
 }
 
 /// Routes of this module.
@@ -96,7 +101,9 @@ pub async fn get_session(
     let (sid, claims) = authorize(&state, &headers, &id)?;
     let (s, _) = crate::sessions::lifecycle::ensure_session(&state.sessions, &sid, &claims).await?;
     let top = state.broker.open(&sid).await?;
+    let usage = state.sessions.usage(&sid).await?;
     Ok(Json(SessionView {
+        usage,
         session_id: s.session_id.to_string(),
         scenario_id: s.scenario_id.to_string(),
         root_agent: s.root_agent.to_string(),
