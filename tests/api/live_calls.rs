@@ -548,3 +548,155 @@ async fn turns_end_at_a_silence_gap_and_usage_is_kept() {
     .await;
     assert_eq!(usage["seconds"], 19.0, "cumulative, not summed: {usage}");
 }
+
+const RESPONSES_DESK: &str = r#"
+id: desk
+label: Desk
+company_name: Acme
+voice_api: live
+live: {delegation: responses, voice: cedar, instructions: You are the Acme voice.}
+agents:
+  - name: front
+    instructions: Greet and look things up.
+    tools: [lookupOrders]
+    handoffs: [billing]
+  - name: billing
+    handoff_description: Invoices and payments.
+    instructions: Help with bills.
+tools:
+  - name: lookupOrders
+    description: List the orders placed with a phone number, with items and delivery status.
+    parameters:
+      type: object
+      properties:
+        phoneNumber:
+          type: string
+          description: The caller's phone number.
+      required: [phoneNumber]
+      additionalProperties: false
+"#;
+
+fn backend(delegation_id: &str, event: Value) -> Value {
+    json!({"type": "response.event", "delegation_id": delegation_id, "event": event})
+}
+
+fn backend_call(call_id: &str, name: &str, args: &str) -> Value {
+    json!({"type": "response.output_item.done", "item": {"type": "function_call", "status": "completed",
+           "id": format!("fc_{call_id}"), "call_id": call_id, "name": name, "arguments": args}})
+}
+
+fn backend_completed() -> Value {
+    json!({"type": "response.completed", "response": {"id": "resp_b", "status": "completed", "output": [],
+           "usage": {"input_tokens": 7, "output_tokens": 3, "total_tokens": 10}}})
+}
+
+#[tokio::test]
+async fn responses_delegation_answers_each_function_call_once_then_creates_the_response() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("desk.yaml"), RESPONSES_DESK).unwrap();
+    let p = dir.path().to_owned();
+    let (model, fake, app) = spawn_with_realtime(move |c| c.scenarios_dir = Some(p)).await;
+    let s = app.session_for("desk").await;
+    let (ws, _) = app.connect(&s, None).await;
+    let mut t = Live {
+        app,
+        fake,
+        model,
+        s,
+        ws,
+    };
+    mount_live(&t.model, 201, created()).await;
+    let url = format!("/api/calls?session_id={}", t.s.id);
+    assert_eq!(
+        post_call(&t, &url, "application/sdp", "v=0\r\n".into())
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(next_json(&mut t.ws).await["type"], "call.started");
+    t.fake.wait_attaches(1).await;
+
+    let create = &live_creates(&t.model).await[0]["session"];
+    assert_eq!(create["instructions"], "You are the Acme voice.");
+    assert_eq!(create["audio"]["output"]["voice"], "cedar");
+    let delegation = &create["delegation"];
+    assert_eq!(delegation["type"], "responses");
+    assert_eq!(
+        delegation["responses"]["instructions"],
+        "Greet and look things up."
+    );
+    let names: Vec<&str> = delegation["responses"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["lookupOrders", "transfer_to_billing"]);
+
+    t.fake.emit(json!({"type": "session.delegation.created", "offset_ms": 100,
+        "delegation": {"id": "item_r1", "type": "delegation", "target": "responses", "response_id": "resp_b"}}));
+    let call = backend_call(
+        "call_a",
+        "lookupOrders",
+        r#"{"phoneNumber":"(206) 135-1246"}"#,
+    );
+    t.fake.emit(backend("item_r1", call.clone()));
+    t.fake.emit(backend("item_r1", call)); // a repeat is not answered again
+    t.fake.emit(backend("item_r1", backend_completed()));
+    let got = t
+        .fake
+        .wait_for("response.create", |r| {
+            r.iter().any(|e| e["type"] == "response.create")
+        })
+        .await;
+    let outputs = of_type(&got, "response.item.create");
+    assert_eq!(outputs.len(), 1, "{got:?}");
+    assert_eq!(outputs[0]["item"]["call_id"], "call_a");
+    assert_eq!(outputs[0]["item"]["type"], "function_call_output");
+    let pos = |kind: &str| got.iter().position(|e| e["type"] == kind).unwrap();
+    assert!(
+        pos("response.item.create") < pos("response.create"),
+        "{got:?}"
+    );
+    assert_eq!(of_type(&got, "response.create").len(), 1);
+    let ev = next_json(&mut t.ws).await;
+    assert_eq!(
+        (ev["type"].as_str(), ev["data"]["tool"].as_str()),
+        (Some("tool.result"), Some("lookupOrders"))
+    );
+
+    // A transfer: the switch, the new agent's settings, and the response only after
+    // `session.updated`.
+    t.fake.emit(backend(
+        "item_r2",
+        backend_call("call_b", "transfer_to_billing", "{}"),
+    ));
+    t.fake.emit(backend("item_r2", backend_completed()));
+    let ev = next_json(&mut t.ws).await;
+    assert_eq!(
+        (ev["type"].as_str(), ev["data"]["to"].as_str()),
+        (Some("agent.switch"), Some("billing"))
+    );
+    let got = t
+        .fake
+        .wait_for("session.update", |r| {
+            r.iter().any(|e| e["type"] == "session.update")
+        })
+        .await;
+    let update = of_type(&got, "session.update")[0];
+    assert_eq!(update["session"]["delegation"]["type"], "responses");
+    assert_eq!(
+        update["session"]["delegation"]["responses"]["instructions"],
+        "Help with bills."
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let before = of_type(&t.fake.received.lock().unwrap().clone(), "response.create").len();
+    assert_eq!(before, 1, "the response waits for session.updated");
+    t.fake
+        .emit(json!({"type": "session.updated", "session": {}}));
+    t.fake
+        .wait_for("the second response.create", |r| {
+            of_type(r, "response.create").len() == 2
+        })
+        .await;
+}
