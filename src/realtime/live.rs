@@ -607,7 +607,10 @@ impl Job {
             agent,
             task: record.task.clone(),
         };
-        publish(&sessions, &self.sid, &started).await;
+        if !resumed {
+            // A resumed delegation was announced by the owner that recorded it.
+            publish(&sessions, &self.sid, &started).await;
+        }
         let outbox = self.outbox.clone();
         let id = record.id.clone();
         let progress = move |tool: &str, _: &Value, _: &Value| {

@@ -71,10 +71,13 @@ async fn pair(lease_ttl: Duration, extra: &[(&str, String)]) -> Pair {
     mount_calls(&model).await;
     let fake = FakeRealtime::start().await;
     let (url, base) = (fake.ws_url.clone(), format!("{}/v1", model.uri()));
+    let live = url.replace("/v1/realtime", "/v1/live/sessions");
+    let live_env = live.clone();
     let a = spawn_redis_app(&redis, &prefix, move |c| {
         c.openai_api_key = Some(UPSTREAM_KEY.to_owned().into());
         c.openai_base_url = base;
         c.realtime.ws_url = url;
+        c.realtime.live_ws_url = live;
         c.realtime.lease_ttl = lease_ttl;
     })
     .await;
@@ -82,6 +85,7 @@ async fn pair(lease_ttl: Duration, extra: &[(&str, String)]) -> Pair {
         ("OPENAI_API_KEY", UPSTREAM_KEY.to_owned()),
         ("OPENAI_BASE_URL", format!("{}/v1", model.uri())),
         ("SWITCHBOARD_REALTIME_WS_URL", fake.ws_url.clone()),
+        ("OPENAI_LIVE_WS_URL", live_env),
         (
             "SWITCHBOARD_CALL_LEASE_TTL",
             format!("{}ms", lease_ttl.as_millis()),
@@ -462,4 +466,122 @@ async fn sigterm_hands_the_call_over_at_once() {
         .filter_map(|e| e["data"]["item_id"].as_str())
         .collect();
     assert_eq!(transcripts, ["u1", "u2"], "every transcript once, in order");
+}
+
+/// GPT-Live: the owner is killed (SIGKILL) while a delegation runs; the other instance
+/// adopts the call, finishes the recorded delegation and answers it exactly once. Control
+/// sent to the instance that does not hold the call is applied by the one that does.
+#[tokio::test]
+async fn a_live_delegation_survives_its_owner_being_killed_and_is_answered_once() {
+    let Pair {
+        _redis,
+        _model,
+        fake,
+        a,
+        mut owner,
+        port,
+    } = pair(Duration::from_secs(1), &[]).await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/v1/live/sessions"))
+        .respond_with(wiremock::ResponseTemplate::new(201).set_body_json(json!({
+            "session": {"id": "live_takeover1"},
+            "transport": {"type": "webrtc", "sdp": "v=0\r\no=- live\r\n"}})))
+        .mount(&_model)
+        .await;
+    let s = a
+        .session_for("customerServiceRetailLive&root_agent=returns")
+        .await;
+    let (mut ws, _) = a.connect(&s, None).await;
+    let call_url = format!("http://127.0.0.1:{port}/api/calls?session_id={}", s.id);
+    let created = eventually(
+        "the owner takes the call request",
+        Duration::from_secs(5),
+        || async {
+            let r = (a.client.post(&call_url).bearer_auth(&s.token))
+                .header("content-type", "application/sdp")
+                .body("v=0\r\n")
+                .send()
+                .await;
+            r.ok().map(|r| r.status().as_u16())
+        },
+    )
+    .await;
+    assert_eq!(created, 201);
+    assert_eq!(next_json(&mut ws).await["type"], "call.started");
+    fake.wait_attaches(1).await;
+    assert!(fake.paths.lock().unwrap()[0].ends_with("/live_takeover1/attach"));
+
+    // Control sent to A, which does not hold the call, is applied by the owner.
+    let resp = (a
+        .client
+        .post(a.url(&format!("/api/sessions/{}/control", s.id))))
+    .bearer_auth(API_KEY)
+    .json(&json!({"action": "say", "text": "routed to the owner"}))
+    .send()
+    .await
+    .unwrap();
+    let (st, ack) = split(resp).await;
+    assert_eq!(st, 200, "{ack}");
+    assert_ne!(ack["applied_by"], a.state.instance_id.as_str());
+    fake.wait_for("the routed commentary", |e| {
+        e.iter().any(|x| {
+            x["type"] == "session.commentary.append" && x["content"] == "routed to the owner"
+        })
+    })
+    .await;
+
+    // A delegation whose backend turn is slow; the owner dies while it runs.
+    fake.emit(
+        json!({"type": "session.input_transcript.delta", "start_ms": 100, "end_ms": 900,
+        "delta": r#"slow call:lookupOrders:{"phoneNumber":"(206) 135-1246"}"#}),
+    );
+    fake.emit(
+        json!({"type": "session.delegation.created", "offset_ms": 100,
+        "delegation": {"id": "item_k1", "type": "delegation", "target": "client"}}),
+    );
+    let mut seen = Vec::new();
+    loop {
+        let ev = next_json(&mut ws).await;
+        let started = ev["type"] == "delegation.started";
+        seen.push(ev);
+        if started {
+            break;
+        }
+    }
+    owner.start_kill().unwrap();
+    owner.wait().await.unwrap();
+    let killed = Instant::now();
+    fake.wait_attaches(2).await;
+    eprintln!(
+        "Live call re-attached {:?} after the owner was killed",
+        killed.elapsed()
+    );
+    loop {
+        let ev = next_json(&mut ws).await;
+        let done = ev["type"] == "delegation.completed";
+        seen.push(ev);
+        if done {
+            break;
+        }
+    }
+    let completed = seen.last().unwrap();
+    assert_eq!(completed["data"]["delegation_id"], "item_k1");
+    assert!(
+        completed["data"]["output"]
+            .as_str()
+            .unwrap()
+            .starts_with("done after lookupOrders")
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let got = fake.received.lock().unwrap().clone();
+    let answers: Vec<_> = got
+        .iter()
+        .filter(|e| e["type"] == "session.commentary.append" && e["delegation_id"] == "item_k1")
+        .collect();
+    assert_eq!(answers.len(), 1, "answered exactly once: {got:?}");
+    let started = seen
+        .iter()
+        .filter(|e| e["type"] == "delegation.started")
+        .count();
+    assert_eq!(started, 1, "{seen:?}");
 }
