@@ -123,6 +123,15 @@ function logLine(text, attrs = {}, lifecycle = false) {
 
 function setupVoice(session) {
   show('voice');
+  const offline = String(session.warning ?? '').startsWith('upstream_not_configured');
+  if (session.voice_api === 'live' && !offline) {
+    $('voice-note').textContent = 'This scenario runs on GPT-Live: Switchboard creates the '
+      + 'voice session with its own key (the browser gets none) and answers what the voice '
+      + 'model delegates, with the active agent and its tools, on the server.';
+    $('voice-note').dataset.voice = 'available';
+    show('voice-start');
+    return;
+  }
   if (!session.ephemeral_key) {
     $('voice-note').textContent = 'This server has no OPENAI_API_KEY, so it minted no '
       + 'ephemeral key. Everything above works without one: sessions, agents, tools, '
@@ -144,17 +153,21 @@ async function startVoice() {
     pc.ontrack = (e) => { $('voice-audio').srcObject = e.streams[0]; };
     const mic = await navigator.mediaDevices.getUserMedia({ audio: true });
     for (const track of mic.getTracks()) pc.addTrack(track, mic);
-    pc.createDataChannel('oai-events');
+    const events = pc.createDataChannel('oai-events');
     await pc.setLocalDescription(await pc.createOffer());
-    const r = await fetch(`/api/realtime/calls?session_id=${client.sessionId}`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${client.token}`, 'content-type': 'application/sdp' },
-      body: pc.localDescription.sdp,
-    });
-    if (!r.ok) throw new Error(`call setup failed: ${r.status} ${await r.text()}`);
-    await pc.setRemoteDescription({ type: 'answer', sdp: await r.text() });
-    const id = (r.headers.get('location') ?? '').split('/').pop();
-    call = { pc, mic, id };
+    // One endpoint for both voice APIs: the server picks the scenario's.
+    const { callId, answer } = await client.createCall(pc.localDescription.sdp);
+    await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+    if (client.session.voice_api === 'live') {
+      // GPT-Live starts with the POST: wait for `session.started`, never send `session.start`.
+      $('voice-note').textContent = 'Connecting to GPT-Live...';
+      events.addEventListener('message', (m) => {
+        let ev = null;
+        try { ev = JSON.parse(m.data); } catch { return; }
+        if (ev?.type === 'session.started') $('voice-note').textContent = 'GPT-Live session started: speak.';
+      });
+    }
+    call = { pc, mic, id: callId };
     show('voice-start', false);
     show('voice-stop');
   } catch (e) {
@@ -166,9 +179,7 @@ async function startVoice() {
 async function stopVoice() {
   if (!call) return;
   if (call.id) {
-    await fetch(`/api/realtime/calls/${call.id}/hangup`, {
-      method: 'POST', headers: { authorization: `Bearer ${client.token}` },
-    }).catch(() => {});
+    await client.hangupCall(call.id).catch(() => {});
   }
   for (const t of call.mic.getTracks()) t.stop();
   call.pc.close();

@@ -164,6 +164,7 @@ async fn bootstrap(
     }
     let root = scenario.agent_or_default(root_agent.as_deref())?;
     let key = match scenario.voice_api {
+        VoiceApi::Live if state.upstream.is_none() => ephemeral_key(state, root, None).await?,
         VoiceApi::Realtime => ephemeral_key(state, root, context.as_deref()).await?,
         // Live never gives the browser a key: the call endpoint creates the session.
         VoiceApi::Live => KeyOrWarning {

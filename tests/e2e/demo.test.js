@@ -11,24 +11,38 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 import {
-  publish, startInstance, startRedis,
+  fakeUpstream, publish, startInstance, startRedis, until,
 } from '../../clients/js/test/support.js';
 
 const out = resolve(dirname(fileURLToPath(import.meta.url)), '../../test-output/e2e');
 mkdirSync(out, { recursive: true });
 
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync'];
+  '--disable-component-update', '--disable-sync',
+  // A fake microphone, granted without a prompt, for the voice button.
+  '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream'];
 
 const redis = await startRedis();
 let a = await startInstance({ redisUrl: redis.url });
 const b = await startInstance({ redisUrl: redis.url });
+// An instance online against a fake OpenAI on loopback (its sidebands attach to a port where
+// nothing listens and retry; nothing leaves the machine).
+const upstream = await fakeUpstream();
+const online = await startInstance({
+  env: {
+    OPENAI_API_KEY: 'sk-test-e2e', OPENAI_BASE_URL: upstream.url,
+    SWITCHBOARD_REALTIME_WS_URL: 'ws://127.0.0.1:9/v1/realtime',
+    OPENAI_LIVE_WS_URL: 'ws://127.0.0.1:9/v1/live/sessions',
+  },
+});
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
   args: FLAGS,
 });
 after(async () => {
   await browser.close();
+  await online.stop();
+  await upstream.close();
   await a.stop();
   await b.stop();
   await redis.stop();
@@ -140,4 +154,26 @@ test('over SSE, the page orchestrates and shows the switch it caused', async () 
   await page.waitForSelector('#events li[data-type="tool.result"]');
   assert.deepEqual(await shownSeqs(page), [1, 2]);
   assert.deepEqual(problems, []);
+});
+
+test('on a GPT-Live scenario the voice button sets the call up through /api/calls', async () => {
+  const page = await browser.newPage();
+  await page.goto(`${online.base}/?scenario=customerServiceRetailLive`);
+  await page.waitForSelector('#scenario option[value=customerServiceRetailLive]', { state: 'attached' });
+  await page.click('#start');
+  await page.waitForSelector('#status[data-status=open]');
+  assert.equal(await page.$eval('#voice-note', (p) => p.dataset.voice), 'available');
+  assert.match(await page.textContent('#voice-note'), /GPT-Live/);
+  await page.click('#voice-start');
+  // The browser's own offer reaches Live as JSON; the call starts on the session's channel.
+  const create = await until(() => upstream.requests.find((r) => r.url === '/v1/live/sessions'),
+    10_000, 'the Live create');
+  const body = JSON.parse(create.body);
+  assert.deepEqual(Object.keys(body).sort(), ['session', 'transport']);
+  assert.equal(body.transport.type, 'webrtc');
+  assert.match(body.transport.sdp, /^v=0/);
+  assert.equal(body.session.delegation.type, 'client');
+  await page.waitForSelector('#events li[data-type="call.started"]');
+  assert.equal(upstream.requests.filter((r) => r.url === '/v1/realtime/client_secrets').length, 0,
+    'no browser key was minted for Live');
 });

@@ -127,6 +127,12 @@ export declare class SwitchboardClient {
   executeTool(tool: string, args?: Record<string, unknown>, opts?: { correlationId?: string }): Promise<{
     tool: string; success: boolean; output: unknown; error: string | null; correlation_id: string; duration_ms?: number;
   }>;
+  /** Starts a call (Realtime or GPT-Live) from an SDP offer; apply `answer` to the peer. */
+  createCall(sdp: string, opts?: { api?: 'realtime' | 'live'; rootAgent?: string }): Promise<{
+    callId: string; answer: string; location: string;
+  }>;
+  /** Ends a call of this session. */
+  hangupCall(callId: string): Promise<{ ok: boolean; applied_by: string }>;
   orchestrate(lastUserText: string, opts?: { transcriptTail?: string[]; context?: Record<string, unknown> }): Promise<{
     chosen_root: string; reason: string; changed: boolean; confidence?: number; source?: string;
   }>;

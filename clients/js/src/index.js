@@ -346,6 +346,37 @@ export class SwitchboardClient {
       { tool, args, correlation_id, session_id: this.sessionId });
   }
 
+  /**
+   * Starts a voice call for this session from the browser's SDP offer, on the scenario's
+   * voice API (Realtime or GPT-Live) or the one named in `api`. Apply the returned `answer`
+   * with `setRemoteDescription`; on GPT-Live, then wait for `session.started` on the data
+   * channel (never send `session.start`). `call.started` also arrives on the channel.
+   * @returns {Promise<{callId: string, answer: string, location: string}>}
+   */
+  async createCall(sdp, { api, rootAgent } = {}) {
+    const body = { sdp };
+    if (api) body.api = api;
+    if (rootAgent) body.root_agent = rootAgent;
+    const resp = await this.fetch(`${this.baseUrl}/api/calls?session_id=${encodeURIComponent(this.sessionId)}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    const text = await resp.text();
+    if (resp.status !== 201) {
+      let json = null;
+      try { json = JSON.parse(text); } catch { /* not JSON */ }
+      throw new SwitchboardError(resp.status, json?.error?.code, json?.error?.message ?? text, json);
+    }
+    const location = resp.headers.get('location') ?? '';
+    return { callId: location.split('/').pop(), answer: text, location };
+  }
+
+  /** Ends a call of this session (either voice API). */
+  hangupCall(callId) {
+    return this.request('POST', `/api/calls/${encodeURIComponent(callId)}/hangup`);
+  }
+
   /** Asks the orchestrator which agent should be root; a change arrives as `agent.switch`. */
   orchestrate(lastUserText, { transcriptTail, context } = {}) {
     const body = {

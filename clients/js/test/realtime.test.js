@@ -10,8 +10,14 @@ import {
 import { fakeUpstream, publish, startInstance, until } from './support.js';
 
 const upstream = await fakeUpstream();
+// The sidebands attach to a loopback port where nothing listens (they retry; nothing
+// leaves the machine).
 const keyed = await startInstance({
-  env: { OPENAI_API_KEY: 'sk-test-js', OPENAI_BASE_URL: upstream.url },
+  env: {
+    OPENAI_API_KEY: 'sk-test-js', OPENAI_BASE_URL: upstream.url,
+    SWITCHBOARD_REALTIME_WS_URL: 'ws://127.0.0.1:9/v1/realtime',
+    OPENAI_LIVE_WS_URL: 'ws://127.0.0.1:9/v1/live/sessions',
+  },
 });
 const keyless = await startInstance();
 after(async () => { await keyed.stop(); await keyless.stop(); await upstream.close(); });
@@ -95,4 +101,29 @@ test('connectRealtime without an ephemeral key says why', async () => {
   assert.equal(client.session.ephemeral_key, null);
   await assert.rejects(connectRealtime(client, fakeSdk().sdk),
     (e) => e instanceof SwitchboardError && e.code === 'upstream_not_configured');
+});
+
+test('createCall starts a call on either voice API from the same endpoint', async () => {
+  const realtime = new SwitchboardClient({ baseUrl: keyed.base, scenarioId: 'retail' });
+  await realtime.bootstrap();
+  assert.equal(realtime.session.voice_api, 'realtime');
+  const r = await realtime.createCall('v=0\r\no=- offer\r\n');
+  assert.deepEqual([r.callId, r.location], ['rtc_js1', '/api/calls/rtc_js1']);
+  assert.ok(r.answer.includes('realtime answer'));
+
+  const live = new SwitchboardClient({ baseUrl: keyed.base, scenarioId: 'customerServiceRetailLive' });
+  await live.bootstrap();
+  assert.equal(live.session.voice_api, 'live');
+  assert.equal(live.session.ephemeral_key, null, 'Live gives the browser no key');
+  const l = await live.createCall('v=0\r\no=- offer\r\n');
+  assert.equal(l.callId, 'live_js1');
+  assert.ok(l.answer.includes('live answer'));
+
+  // The other API on request; a bad offer is the server's 400.
+  const other = new SwitchboardClient({ baseUrl: keyed.base, scenarioId: 'retail' });
+  await other.bootstrap();
+  assert.equal((await other.createCall('v=0\r\n', { api: 'live' })).callId, 'live_js1');
+  await assert.rejects(other.createCall('not sdp'),
+    (e) => e instanceof SwitchboardError && e.status === 400 && e.code === 'invalid_sdp');
+  realtime.close(); live.close(); other.close();
 });

@@ -105,10 +105,20 @@ export async function publish(base, sessionId, type, data = {}) {
 
 /** A fake OpenAI endpoint that mints ephemeral keys. */
 export async function fakeUpstream() {
+  const requests = [];
   const server = createServer((req, res) => {
-    req.resume();
+    let body = '';
+    req.on('data', (d) => { body += d; });
     req.on('end', () => {
-      if (req.method === 'POST' && req.url === '/v1/realtime/client_secrets') {
+      requests.push({ method: req.method, url: req.url, body });
+      if (req.method === 'POST' && req.url === '/v1/realtime/calls') {
+        res.writeHead(201, { 'content-type': 'application/sdp', location: '/v1/realtime/calls/rtc_js1' });
+        res.end('v=0\r\no=- realtime answer\r\n');
+      } else if (req.method === 'POST' && req.url === '/v1/live/sessions') {
+        res.writeHead(201, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ session: { id: 'live_js1' },
+          transport: { type: 'webrtc', sdp: 'v=0\r\no=- live answer\r\n' } }));
+      } else if (req.method === 'POST' && req.url === '/v1/realtime/client_secrets') {
         res.writeHead(200, { 'content-type': 'application/json' });
         res.end(JSON.stringify({ value: 'ek_test_js', expires_at: 1_900_000_000,
           session: { type: 'realtime', model: 'gpt-realtime' } }));
@@ -120,7 +130,9 @@ export async function fakeUpstream() {
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   const { port } = server.address();
-  return { url: `http://127.0.0.1:${port}/v1`, close: () => new Promise((r) => server.close(r)) };
+  return {
+    url: `http://127.0.0.1:${port}/v1`, requests, close: () => new Promise((r) => server.close(r)),
+  };
 }
 
 /** Collects a client's envelopes and lifecycle events. */
