@@ -36,7 +36,12 @@ pub struct Call {
     live: Option<super::live::LiveCall>,
     /// Client events produced in the background (Live delegations), for the sideband loop.
     outbox: Option<tokio::sync::mpsc::UnboundedReceiver<Value>>,
+    /// When a Live hang-up sent `session.close`.
+    closing_since: Option<std::time::Instant>,
 }
+
+/// How long a Live hang-up waits for `session.closed` before the call counts as ended.
+pub const CLOSE_CONFIRM_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Call {
     /// A call of session `sid`.
@@ -47,6 +52,7 @@ impl Call {
         Self {
             live,
             outbox: Some(rx),
+            closing_since: None,
             deps,
             sid,
             call_id,
@@ -76,8 +82,19 @@ impl Call {
         }
     }
 
-    /// Periodic work: a Live call publishes turns that went quiet.
+    /// Periodic work: a Live call publishes turns that went quiet, and a hang-up that the
+    /// upstream did not confirm in time ends the call anyway.
     pub async fn on_tick(&mut self) -> Vec<Value> {
+        if self
+            .closing_since
+            .is_some_and(|t| t.elapsed() >= CLOSE_CONFIRM_WAIT)
+        {
+            if let Some(live) = &mut self.live {
+                live.flush().await;
+            }
+            self.end_reported("hangup", None).await;
+            return vec![];
+        }
         match &mut self.live {
             Some(live) => live.on_tick().await,
             None => vec![],
@@ -335,6 +352,7 @@ impl Call {
             "session.closed" => {
                 let upstream = ev["reason"].as_str().unwrap_or_default();
                 let reason = match upstream {
+                    _ if self.closing_since.is_some() => "hangup",
                     "close_requested" => "hangup",
                     "remote_hangup" | "expired" | "content" | "connection_lost" => upstream,
                     _ => "error",
@@ -360,35 +378,14 @@ impl Call {
     /// server and tells the voice layer; say is commentary; instructions are appended;
     /// hang-up closes the session.
     async fn on_live_command(&mut self, cmd: Command) -> Result<Vec<Value>, CommandError> {
-        let append = |kind: &str, content: &str| json!({"type": kind, "delegation_id": null, "content": content});
+        let append = |kind: &str, content: &str| super::live::append(kind, None, content);
         match cmd {
             Command::SwitchAgent { agent, source } => {
-                let Some((scn, from)) = self.active().await else {
-                    return Err(CommandError::SessionExpired);
-                };
-                if scn.agent(&agent).is_none() {
-                    return Err(CommandError::UnknownAgent {
-                        agent,
-                        scenario: scn.id.to_string(),
-                    });
-                }
-                let source = if source == "client" {
-                    SwitchSource::Client
-                } else {
-                    SwitchSource::Server
-                };
-                let sw = Switch {
-                    from,
-                    to: agent.clone(),
-                    source,
-                    reason: "control command".into(),
-                    confidence: 1.0,
-                    tell_call: false,
-                };
-                if let Err(e) = self.deps.sessions.switch_agent(&self.sid, sw).await {
-                    tracing::error!(error = %e, "switching the active agent failed");
-                }
-                let now = self.active().await.map(|(_, a)| a).unwrap_or(agent);
+                let source = self.switch_source(&agent, &source).await?;
+                let now = (self
+                    .switch_only(&agent, source, "control command".into(), 1.0)
+                    .await)
+                    .unwrap_or(agent);
                 match &mut self.live {
                     Some(live) => Ok(live.agent_changed(&now).await),
                     None => Ok(vec![]),
@@ -399,7 +396,9 @@ impl Call {
                 Ok(vec![append("session.instructions.append", &instructions)])
             }
             Command::Hangup => {
-                self.end_with("hangup", false).await;
+                // `call.ended` follows when `session.closed` confirms it (or the wait ends).
+                self.closing_since
+                    .get_or_insert_with(std::time::Instant::now);
                 Ok(vec![json!({"type": "session.close"})])
             }
         }
@@ -412,20 +411,7 @@ impl Call {
         }
         match cmd {
             Command::SwitchAgent { agent, source } => {
-                let Some((scn, _)) = self.active().await else {
-                    return Err(CommandError::SessionExpired);
-                };
-                if scn.agent(&agent).is_none() {
-                    return Err(CommandError::UnknownAgent {
-                        agent,
-                        scenario: scn.id.to_string(),
-                    });
-                }
-                let source = if source == "client" {
-                    SwitchSource::Client
-                } else {
-                    SwitchSource::Server
-                };
+                let source = self.switch_source(&agent, &source).await?;
                 Ok(self
                     .switch(&agent, source, "control command".into(), 1.0)
                     .await)
@@ -484,10 +470,25 @@ impl Call {
     }
 
     async fn active(&self) -> Option<(std::sync::Arc<crate::scenario::Scenario>, String)> {
-        let sessions = &self.deps.sessions;
-        let s = sessions.store.get(&self.sid).await.ok()??;
-        let scn = sessions.scenarios.resolve(s.scenario_id.as_str())?;
-        Some((scn, s.active_agent.to_string()))
+        super::live::active(&self.deps.sessions, &self.sid).await
+    }
+
+    /// A control switch's target must be in the session's scenario; `source` is who sent it.
+    async fn switch_source(&self, agent: &str, source: &str) -> Result<SwitchSource, CommandError> {
+        let Some((scn, _)) = self.active().await else {
+            return Err(CommandError::SessionExpired);
+        };
+        if scn.agent(agent).is_none() {
+            return Err(CommandError::UnknownAgent {
+                agent: agent.to_owned(),
+                scenario: scn.id.to_string(),
+            });
+        }
+        Ok(if source == "client" {
+            SwitchSource::Client
+        } else {
+            SwitchSource::Server
+        })
     }
 
     /// `session.update` for `agent` (instructions with the context and any added
@@ -506,17 +507,15 @@ impl Call {
     }
 
     /// Switches the active agent (the session layer's compare-and-set and `agent.switch`)
-    /// and returns the call's `session.update` for whichever agent is in charge afterwards.
-    async fn switch(
+    /// and returns the agent in charge afterwards.
+    async fn switch_only(
         &mut self,
         to: &str,
         source: SwitchSource,
         reason: String,
         confidence: f64,
-    ) -> Vec<Value> {
-        let Some((_, from)) = self.active().await else {
-            return vec![];
-        };
+    ) -> Option<String> {
+        let (_, from) = self.active().await?;
         let sw = Switch {
             from,
             to: to.to_owned(),
@@ -536,7 +535,21 @@ impl Call {
                 self.active().await.map(|(_, a)| a)
             }
         };
-        let now = now.unwrap_or_else(|| to.to_owned());
+        Some(now.unwrap_or_else(|| to.to_owned()))
+    }
+
+    /// Switches (see [`Call::switch_only`]) and returns the call's `session.update` for the
+    /// agent in charge afterwards.
+    async fn switch(
+        &mut self,
+        to: &str,
+        source: SwitchSource,
+        reason: String,
+        confidence: f64,
+    ) -> Vec<Value> {
+        let Some(now) = self.switch_only(to, source, reason, confidence).await else {
+            return vec![];
+        };
         self.agent_update(&now).await.into_iter().collect()
     }
 

@@ -530,7 +530,8 @@ async fn set_pending(sessions: &Sessions, sid: &SessionId, ids: &[String]) {
     }
 }
 
-async fn active(
+/// The session's scenario and the agent in charge now.
+pub(crate) async fn active(
     sessions: &Sessions,
     sid: &SessionId,
 ) -> Option<(Arc<crate::scenario::Scenario>, String)> {

@@ -177,6 +177,13 @@ impl CallDeps {
         let (reason, hang_up) = (end.reason, end.hang_up);
         let realtime =
             crate::config::VoiceApi::of_call_id(call_id) == crate::config::VoiceApi::Realtime;
+        if hang_up && !realtime {
+            // Live has no hang-up request: attach once and close the session.
+            let close = serde_json::json!({"type": "session.close"});
+            if !sideband::send_once(self, call_id, &close).await {
+                tracing::warn!(call_id, "could not reach the Live session to close it");
+            }
+        }
         if hang_up
             && realtime
             && let Some(up) = &self.sessions.upstream

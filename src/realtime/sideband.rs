@@ -28,6 +28,18 @@ pub type Envelope = (
     oneshot::Sender<Result<(), super::handler::CommandError>>,
 );
 
+/// Attaches to a call's upstream once, sends `ev` and detaches: a hang-up for a GPT-Live call
+/// that no instance holds. False when the upstream could not be reached.
+pub(crate) async fn send_once(deps: &CallDeps, call_id: &str, ev: &serde_json::Value) -> bool {
+    let Attach::Ws(ws) = attach(deps, call_id).await else {
+        return false;
+    };
+    let mut ws = *ws;
+    let sent = ws.send(Message::text(ev.to_string())).await.is_ok();
+    let _ = ws.close(None).await;
+    sent
+}
+
 enum Attach {
     Ws(Box<UpstreamSocket>),
     Gone,

@@ -178,7 +178,22 @@ mod tests {
         let reg = ScenarioRegistry::load(None).expect("built-in scenarios are valid");
         assert_eq!(
             reg.ids(),
-            ["chatSupervisor", "customerServiceRetail", "simpleHandoff"]
+            [
+                "chatSupervisor",
+                "customerServiceRetail",
+                "customerServiceRetailLive",
+                "simpleHandoff"
+            ]
+        );
+        let live = reg
+            .resolve("retailLive")
+            .expect("the Live desk's alias resolves");
+        assert_eq!(live.voice_api, model::VoiceApi::Live);
+        assert_eq!(live.live.delegation, model::Delegation::Client);
+        assert_eq!(live.live.voice, "marin");
+        assert_eq!(
+            reg.resolve("retail").unwrap().voice_api,
+            model::VoiceApi::Realtime
         );
         let retail = reg.resolve("retail").expect("alias resolves");
         assert_eq!(retail.id.as_str(), "customerServiceRetail");

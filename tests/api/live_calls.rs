@@ -315,7 +315,7 @@ async fn control_commands_become_live_client_events() {
     let (_, view) = split(resp).await;
     assert_eq!(view["active_agent"], "returns");
 
-    // Hang-up: `session.close`, then call.ended.
+    // Hang-up: `session.close`; call.ended once the upstream confirms it.
     let (st, _) = control(&t.app, &t.s.id, API_KEY, json!({"action": "hangup"})).await;
     assert_eq!(st, 200);
     t.fake
@@ -323,7 +323,11 @@ async fn control_commands_become_live_client_events() {
             r.iter().any(|e| e["type"] == "session.close")
         })
         .await;
+    t.fake.emit(
+        json!({"type": "session.closed", "reason": "close_requested", "usage": {"seconds": 3}}),
+    );
     let ev = next_json(&mut t.ws).await;
+    assert_eq!(ev["data"]["upstream_reason"], "close_requested");
     assert_eq!(
         (ev["type"].as_str(), ev["data"]["reason"].as_str()),
         (Some("call.ended"), Some("hangup"))
@@ -699,4 +703,99 @@ async fn responses_delegation_answers_each_function_call_once_then_creates_the_r
             of_type(r, "response.create").len() == 2
         })
         .await;
+}
+
+#[tokio::test]
+async fn an_answer_sent_after_the_caller_spoke_again_is_late_but_still_sent() {
+    let mut t = live_call("customerServiceRetailLive").await;
+    t.fake
+        .emit(user_says("slow question about my account", 100, 900));
+    t.fake.emit(delegation("item_l1", 100));
+    let events = until(&mut t.ws, "delegation.started").await;
+    assert_eq!(kinds(&events), ["transcript.user", "delegation.started"]);
+    // The caller speaks again while the backend is still working.
+    t.fake.emit(user_says("hello?", 1500, 1900));
+    let events = until(&mut t.ws, "delegation.completed").await;
+    let done = events.last().unwrap();
+    assert_eq!(done["data"]["late"], true, "{done}");
+    t.fake
+        .wait_for("the late answer", |r| {
+            r.iter().any(|e| {
+                e["type"] == "session.commentary.append" && e["delegation_id"] == "item_l1"
+            })
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn a_hangup_the_upstream_never_confirms_still_ends_the_call() {
+    let mut t = live_call("customerServiceRetailLive").await;
+    let url = t.app.url(&format!("/api/calls/{LIVE_ID}/hangup"));
+    let resp = t
+        .app
+        .client
+        .post(&url)
+        .bearer_auth(&t.s.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    t.fake
+        .wait_for("session.close", |r| {
+            r.iter().any(|e| e["type"] == "session.close")
+        })
+        .await;
+    // Nothing ends the call while it waits for `session.closed`...
+    let early =
+        tokio::time::timeout(std::time::Duration::from_millis(4300), next_json(&mut t.ws)).await;
+    assert!(
+        early.is_err(),
+        "no event before the confirmation wait ends: {early:?}"
+    );
+    // ...and then it ends anyway.
+    let ev = next_json(&mut t.ws).await;
+    assert_eq!(
+        (ev["type"].as_str(), ev["data"]["reason"].as_str()),
+        (Some("call.ended"), Some("hangup"))
+    );
+    assert!(ev["data"]["upstream_reason"].is_null());
+    t.fake.wait_closed().await;
+}
+
+/// A REST hang-up of a Live call that no instance holds attaches once to close it.
+#[tokio::test]
+async fn a_hangup_with_no_owner_still_closes_the_live_session() {
+    let (model, fake, app) = spawn_with_realtime(|_| {}).await;
+    mount_live(&model, 201, created()).await;
+    let s = app.session_for("customerServiceRetailLive").await;
+    let (mut ws, _) = app.connect(&s, None).await;
+    let deps = app.state.call_deps.clone();
+    let sid: switchboard::domain::SessionId = s.id.parse().unwrap();
+    // The call is known (registered) but nobody holds its sideband.
+    deps.leases().register(&sid, LIVE_ID).await.unwrap();
+    let resp = (app
+        .client
+        .post(app.url(&format!("/api/calls/{LIVE_ID}/hangup"))))
+    .bearer_auth(&s.token)
+    .send()
+    .await
+    .unwrap();
+    let (st, body) = split(resp).await;
+    assert_eq!(st, 200, "{body}");
+    fake.wait_for("session.close", |r| {
+        r.iter().any(|e| e["type"] == "session.close")
+    })
+    .await;
+    assert!(
+        fake.paths
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|p| p.ends_with(&format!("{LIVE_ID}/attach")))
+    );
+    let ev = next_json(&mut ws).await;
+    assert_eq!(
+        (ev["type"].as_str(), ev["data"]["reason"].as_str()),
+        (Some("call.ended"), Some("hangup"))
+    );
 }

@@ -56,7 +56,11 @@ async fn the_reference_file_is_valid_and_extends_the_builtins() {
     let app = spawn_app_with(move |c| c.scenarios_dir = Some(path)).await;
     let (s, b) = app.get_json("/api/scenarios").await;
     assert_eq!(s, 200);
-    assert_eq!(b.as_array().unwrap().len(), 4);
+    assert_eq!(
+        b.as_array().unwrap().len(),
+        5,
+        "the four built-ins and the file's"
+    );
     let b = app.session2("demo").await;
     assert_eq!(
         b["initial_agents"][0]["tools"][1]["name"],
