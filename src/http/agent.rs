@@ -110,6 +110,7 @@ pub async fn run(
         parallel_tool_calls: None,
         session_id: None,
         observer: None,
+        replay: None,
     };
     let r = run_turn(upstream, &state.tools, spec).await?;
     Ok(Json(AgentRunResponse {

@@ -101,6 +101,9 @@ struct Record {
     task: String,
     offset_ms: u64,
     started_ms: u64,
+    /// Tools it finished: `(name, arguments, output)`, reused if another instance resumes it.
+    #[serde(default)]
+    tools: Vec<(String, Value, Value)>,
 }
 
 /// Responses delegation: one backend response's progress.
@@ -330,6 +333,7 @@ impl LiveCall {
             task: String::new(),
             offset_ms: ev["offset_ms"].as_u64().unwrap_or(0),
             started_ms: crate::clock::unix_now_ms(),
+            tools: Vec::new(),
         };
         self.flush_assistant().await;
         self.spawn_delegation(record, false);
@@ -511,6 +515,15 @@ fn record_key(id: &str) -> String {
     format!("live:deleg:{id}")
 }
 
+async fn save_record(sessions: &Sessions, sid: &SessionId, record: &Record) {
+    let raw = serde_json::to_string(record).unwrap_or_default();
+    let ttl = sessions.settings.session_ttl;
+    let key = record_key(&record.id);
+    if let Err(e) = sessions.store.put_value(sid, &key, &raw, ttl).await {
+        tracing::warn!(error = %e, "recording a delegation failed");
+    }
+}
+
 async fn pending(sessions: &Sessions, sid: &SessionId) -> Vec<String> {
     let raw = sessions
         .store
@@ -588,12 +601,7 @@ impl Job {
         let sessions = self.deps.sessions.clone();
         if !resumed {
             record.task = self.task(record.offset_ms).await;
-            let key = record_key(&record.id);
-            let raw = serde_json::to_string(&record).unwrap_or_default();
-            let ttl = sessions.settings.session_ttl;
-            if let Err(e) = sessions.store.put_value(&self.sid, &key, &raw, ttl).await {
-                tracing::warn!(error = %e, "recording a delegation failed");
-            }
+            save_record(&sessions, &self.sid, &record).await;
             let mut ids = pending(&sessions, &self.sid).await;
             ids.push(record.id.clone());
             set_pending(&sessions, &self.sid, &ids).await;
@@ -612,11 +620,36 @@ impl Job {
             // A resumed delegation was announced by the owner that recorded it.
             publish(&sessions, &self.sid, &started).await;
         }
+        // Finished tools are recorded by one writer, in order, so an adopter can reuse them.
+        let finished = Arc::new(Mutex::new(record.clone()));
+        let (dirty, mut writes) = mpsc::unbounded_channel::<()>();
+        let writer = {
+            let (sessions, sid, finished) = (sessions.clone(), self.sid.clone(), finished.clone());
+            tokio::spawn(async move {
+                while writes.recv().await.is_some() {
+                    while writes.try_recv().is_ok() {}
+                    let snapshot = finished.lock().clone();
+                    save_record(&sessions, &sid, &snapshot).await;
+                }
+            })
+        };
         let outbox = self.outbox.clone();
         let id = record.id.clone();
-        let progress = move |tool: &str, _: &Value, _: &Value| {
-            let note = format!("Looked up {tool}; preparing the answer.");
-            let _ = outbox.send(append("session.thinking.append", Some(&id), &note));
+        let progress = {
+            let finished = finished.clone();
+            move |tool: &str, args: &Value, output: &Value| {
+                let note = format!("Looked up {tool}; preparing the answer.");
+                let _ = outbox.send(append("session.thinking.append", Some(&id), &note));
+                let done = (tool.to_owned(), args.clone(), output.clone());
+                finished.lock().tools.push(done);
+                let _ = dirty.send(());
+            }
+        };
+        let earlier = record.tools.clone();
+        let replay = move |tool: &str, args: &Value| {
+            (earlier.iter())
+                .find(|(t, a, _)| t == tool && a == args)
+                .map(|(_, _, output)| output.clone())
         };
         let task = if record.task.is_empty() {
             "(the caller said nothing I could hear)"
@@ -627,6 +660,7 @@ impl Job {
             session: &self.sid,
             task,
             observer: Some(&progress),
+            replay: Some(&replay),
         };
         let (answer, agent) = match sessions.delegate(asked).await {
             Ok(done) => {
@@ -660,6 +694,8 @@ impl Job {
                 )
             }
         };
+        drop(progress);
+        let _ = writer.await;
         self.answer(&record, answer, agent).await;
     }
 

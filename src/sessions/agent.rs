@@ -351,6 +351,7 @@ pub async fn run_message(
                     parallel_tool_calls: None,
                     session_id: Some(id),
                     observer: None,
+                    replay: None,
                 },
             )
             .await?;

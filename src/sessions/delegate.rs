@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{SessionError, Sessions, Switch, SwitchSource, Switched};
 use crate::domain::SessionId;
-use crate::tools::turn::{CallObserver, TurnSpec, run_turn};
+use crate::tools::turn::{CallObserver, Replay, TurnSpec, run_turn};
 use crate::upstream::UpstreamError;
 
 /// Most hand-offs while answering one delegation.
@@ -25,8 +25,10 @@ pub struct Delegate<'a> {
     pub session: &'a SessionId,
     /// What the caller asked (their current turn).
     pub task: &'a str,
-    /// Told of each tool call with its output (progress).
+    /// Told of each tool call with its output (progress, and the record of finished tools).
     pub observer: Option<CallObserver<'a>>,
+    /// Results of tools an earlier run of this task finished, reused instead of running them.
+    pub replay: Option<Replay<'a>>,
 }
 
 /// What a delegation produced.
@@ -108,6 +110,7 @@ impl Sessions {
                 parallel_tool_calls: None,
                 session_id: Some(d.session),
                 observer: d.observer,
+                replay: d.replay,
             };
             let turn = run_turn(upstream, &self.tools, spec).await?;
             out.input_tokens += turn.usage["input_tokens"].as_u64().unwrap_or(0);

@@ -235,6 +235,7 @@ impl Tool for Supervisor {
             parallel_tool_calls: Some(false),
             session_id: ctx.session_id,
             observer: Some(&observe),
+            replay: None,
         };
         let turn = run_turn(up, registry, spec)
             .await

@@ -22,6 +22,11 @@ use proto_events::events::ToolResult;
 /// Sees each function call of a turn with its output (the supervisor's breadcrumbs).
 pub type CallObserver<'a> = &'a (dyn Fn(&str, &Value, &Value) + Send + Sync);
 
+/// Results recorded by an earlier run of the same task, by tool name and arguments: a call
+/// found here is not run again (its recorded output is fed to the model, and no report is
+/// made), so a task finished by another instance does not repeat a tool's effect.
+pub type Replay<'a> = &'a (dyn Fn(&str, &Value) -> Option<Value> + Send + Sync);
+
 /// What one turn needs.
 pub struct TurnSpec<'a> {
     /// Model id.
@@ -42,6 +47,8 @@ pub struct TurnSpec<'a> {
     pub session_id: Option<&'a SessionId>,
     /// Told of each call and its output, if set.
     pub observer: Option<CallObserver<'a>>,
+    /// Earlier results to reuse instead of running a call again, if set.
+    pub replay: Option<Replay<'a>>,
 }
 
 /// The outcome of one turn.
@@ -156,6 +163,12 @@ async fn run_call(
     {
         result.handoff = Some(target.to_owned());
         return json!({"assistant": target});
+    }
+    if let Some(replay) = spec.replay
+        && let Ok(args) = serde_json::from_str::<Value>(arguments)
+        && let Some(output) = replay(name, &args)
+    {
+        return output;
     }
     let one = Call {
         tool: name,

@@ -799,3 +799,63 @@ async fn a_hangup_with_no_owner_still_closes_the_live_session() {
         (Some("call.ended"), Some("hangup"))
     );
 }
+
+/// An adopter finishes a recorded, unanswered delegation without running the tools the
+/// previous owner already finished: their recorded outputs are reused.
+#[tokio::test]
+async fn a_resumed_delegation_reuses_the_tools_its_first_owner_finished() {
+    let (model, fake, app) = spawn_with_realtime(|_| {}).await;
+    mount_live(&model, 201, created()).await;
+    let s = app
+        .session_for("customerServiceRetailLive&root_agent=returns")
+        .await;
+    let (mut ws, _) = app.connect(&s, None).await;
+    let sid: switchboard::domain::SessionId = s.id.parse().unwrap();
+    let args = json!({"phoneNumber": "(206) 135-1246"});
+    let record = json!({"id": "item_old", "task": format!("call:lookupOrders:{args}"),
+        "offset_ms": 100, "started_ms": 1, "tools": [["lookupOrders", args, {"orders": "as recorded"}]]});
+    let store = &app.state.sessions.store;
+    let ttl = std::time::Duration::from_secs(60);
+    store
+        .put_value(&sid, "live:deleg:item_old", &record.to_string(), ttl)
+        .await
+        .unwrap();
+    store
+        .put_value(&sid, "live:pending", r#"["item_old"]"#, ttl)
+        .await
+        .unwrap();
+
+    let resp = (app
+        .client
+        .post(app.url(&format!("/api/calls?session_id={}", s.id))))
+    .bearer_auth(&s.token)
+    .header("content-type", "application/sdp")
+    .body("v=0\r\n")
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 201);
+    let events = until(&mut ws, "delegation.completed").await;
+    assert_eq!(
+        kinds(&events),
+        ["call.started", "delegation.completed"],
+        "no tool ran again: {events:?}"
+    );
+    let output = events[1]["data"]["output"].as_str().unwrap();
+    assert!(output.contains("as recorded"), "{output}");
+    let got = fake
+        .wait_for("the answer", |r| {
+            r.iter().any(|e| e["type"] == "session.commentary.append")
+        })
+        .await;
+    assert_eq!(
+        of_type(&got, "session.commentary.append")[0]["delegation_id"],
+        "item_old"
+    );
+    let pending = store.get_value(&sid, "live:pending").await.unwrap();
+    assert_eq!(
+        pending.as_deref(),
+        Some("[]"),
+        "the delegation is no longer pending"
+    );
+}
