@@ -78,7 +78,16 @@ fn invalid_sdp(message: impl Into<String>) -> ApiError {
 }
 
 /// Creates a call from the browser's SDP offer, on the scenario's voice API (or the one
-/// asked for); `/api/realtime/calls` is an alias of `/api/calls`.
+/// asked for with `?api=` / JSON `api`, among `SWITCHBOARD_VOICE_APIS`).
+///
+/// Realtime: the call is created at `/v1/realtime/calls` with the active agent's
+/// instructions, voice and tools, which a `session.update` can change mid-call. GPT-Live: a
+/// session is created at `/v1/live/sessions` with the scenario's Live voice and voice-layer
+/// prompt (fixed for the session); the backend answers its delegations with the active
+/// agent, and an agent switch is told to the voice layer with an instructions append. The
+/// answer is `201 application/sdp` for both, with `Location: <path>/{call_id}`. The browser
+/// gets no key for Live, and waits for `session.started` on its data channel.
+/// `/api/realtime/calls` is an alias of this endpoint.
 #[utoipa::path(post, path = "/api/calls", tag = "realtime", params(CallQuery),
     request_body(content = String, content_type = "application/sdp"),
     security(("session_token" = [])),

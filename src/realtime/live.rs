@@ -302,12 +302,19 @@ impl LiveCall {
             )
             .await;
         match judged {
-            Ok(m) if !m.decision.allowed => vec![append(
-                "session.instructions.append",
-                None,
-                "Your last answer broke the conversation policy. Do not repeat it; briefly \
-                 apologise and steer back to how you can help.",
-            )],
+            Ok(m) if !m.decision.allowed => {
+                let mut out = vec![append(
+                    "session.instructions.append",
+                    None,
+                    "Your last answer broke the conversation policy. Do not repeat it; briefly \
+                     apologise and steer back to how you can help.",
+                )];
+                if scn.live.close_on_flag {
+                    tracing::warn!(call_id = %self.call_id, "closing a Live session after a flagged answer");
+                    out.push(json!({"type": "session.close"}));
+                }
+                out
+            }
             Ok(_) => vec![],
             Err(e) => {
                 tracing::error!(error = %e, call_id = %self.call_id, "moderating a Live answer failed");

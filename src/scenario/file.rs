@@ -56,6 +56,10 @@ pub struct LiveFile {
     /// The voice layer's standing prompt; built from the scenario when absent.
     #[serde(default)]
     pub instructions: Option<String>,
+    /// End the session (`session.close`) when moderation flags an assistant turn, instead
+    /// of only appending a corrective instruction (Live speech cannot be truncated).
+    #[serde(default)]
+    pub close_on_flag: bool,
 }
 
 /// Orchestration settings of a scenario.

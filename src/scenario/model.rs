@@ -73,6 +73,7 @@ fn validate_live(
         delegation,
         voice,
         instructions: f.instructions.filter(|i| !i.trim().is_empty()),
+        close_on_flag: f.close_on_flag,
     })
 }
 
@@ -107,6 +108,8 @@ pub struct LiveSettings {
     pub voice: String,
     /// The voice layer's prompt, when the file sets one.
     pub instructions: Option<String>,
+    /// Close the session when an assistant turn is flagged.
+    pub close_on_flag: bool,
 }
 
 /// A validated agent.

@@ -859,3 +859,57 @@ async fn a_resumed_delegation_reuses_the_tools_its_first_owner_finished() {
         "the delegation is no longer pending"
     );
 }
+
+#[tokio::test]
+async fn a_flagged_live_answer_gets_a_correction_and_closes_when_the_scenario_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let desk = "id: strict\nlabel: Strict\ncompany_name: Acme\nvoice_api: live\n\
+                live: {close_on_flag: true}\nagents:\n  - name: front\n    instructions: Help.\n";
+    std::fs::write(dir.path().join("strict.yaml"), desk).unwrap();
+    let p = dir.path().to_owned();
+    let (model, fake, app) = spawn_with_realtime(move |c| {
+        c.scenarios_dir = Some(p);
+        c.deny_patterns = vec!["forbidden".into()];
+    })
+    .await;
+    let s = app.session_for("strict").await;
+    let (ws, _) = app.connect(&s, None).await;
+    let mut t = Live {
+        app,
+        fake,
+        model,
+        s,
+        ws,
+    };
+    mount_live(&t.model, 201, created()).await;
+    let url = format!("/api/calls?session_id={}", t.s.id);
+    assert_eq!(
+        post_call(&t, &url, "application/sdp", "v=0\r\n".into())
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(next_json(&mut t.ws).await["type"], "call.started");
+    t.fake.wait_attaches(1).await;
+    t.fake.emit(
+        json!({"type": "session.output_transcript.delta", "delta": "That is forbidden talk.",
+                       "start_ms": 0, "end_ms": 900}),
+    );
+    let events = until(&mut t.ws, "moderation.flagged").await;
+    assert_eq!(
+        kinds(&events),
+        ["transcript.assistant", "moderation.flagged"]
+    );
+    assert_eq!(events[1]["data"]["source"], "assistant");
+    let got = t
+        .fake
+        .wait_for("the correction and the close", |r| {
+            r.iter().any(|e| e["type"] == "session.close")
+        })
+        .await;
+    let pos = |kind: &str| got.iter().position(|e| e["type"] == kind).unwrap();
+    assert!(
+        pos("session.instructions.append") < pos("session.close"),
+        "{got:?}"
+    );
+}
