@@ -228,6 +228,34 @@ async fn live_refusals_map_like_realtime_ones() {
     let (st, b) = split(resp).await;
     assert_error(st, &b, 400, "invalid_sdp");
 
+    // A Live create that does not answer in time is 504, as for Realtime.
+    let (model, _fake, app) = spawn_with_realtime(|c| {
+        c.upstream_timeout = std::time::Duration::from_millis(300);
+        c.upstream_retries = 0;
+    })
+    .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/live/sessions"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(created())
+                .set_delay(std::time::Duration::from_secs(2)),
+        )
+        .mount(&model)
+        .await;
+    let s = app.session_for("customerServiceRetailLive").await;
+    let resp = (app
+        .client
+        .post(app.url(&format!("/api/calls?session_id={}", s.id))))
+    .bearer_auth(&s.token)
+    .header("content-type", "application/sdp")
+    .body("v=0\r\n")
+    .send()
+    .await
+    .unwrap();
+    let (st, b) = split(resp).await;
+    assert_error(st, &b, 504, "upstream_timeout");
+
     let t = live_session("customerServiceRetailLive").await;
     // A 201 without a usable session id is the upstream's fault.
     mount_live(&t.model, 201, json!({"transport": {"sdp": "v=0\r\n"}})).await;
