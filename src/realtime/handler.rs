@@ -12,7 +12,6 @@ use super::client_events::{output_item, response_create, session_update, system_
 use crate::config::{Steer, VoiceApi};
 use crate::domain::SessionId;
 use crate::scenario::view::agent_view;
-use crate::sessions::moderate::TextSource;
 use crate::sessions::tool_call::{AgentRule, ToolRan};
 use crate::sessions::{Idempotency, Switch, SwitchSource, Switched, ToolRun};
 use crate::tools::run::{Args, model_output};
@@ -309,15 +308,8 @@ impl Call {
         self.remember(json!({"role": "assistant", "content": text}))
             .await;
         self.push_tail(format!("assistant: {text}"));
-        let judged = self
-            .deps
-            .sessions
-            .moderate(
-                Some(&self.sid),
-                &text,
-                &scn.company_name,
-                TextSource::Assistant,
-            )
+        let judged = (self.deps.sessions)
+            .moderate_answer(&self.sid, &text, &scn.company_name)
             .await;
         let d = match judged {
             Ok(m) if m.decision.allowed => return vec![],

@@ -36,7 +36,6 @@ use super::CallDeps;
 use crate::domain::SessionId;
 use crate::scenario::model::Delegation;
 use crate::sessions::delegate::{Delegate, fit_append};
-use crate::sessions::moderate::TextSource;
 use crate::sessions::tool_call::{AgentRule, ToolRan};
 use crate::sessions::{Idempotency, Sessions, ToolRun};
 use crate::tools::run::{Args, model_output};
@@ -294,12 +293,7 @@ impl LiveCall {
         )
         .await;
         let judged = (self.sessions())
-            .moderate(
-                Some(&self.sid),
-                &text,
-                &scn.company_name,
-                TextSource::Assistant,
-            )
+            .moderate_answer(&self.sid, &text, &scn.company_name)
             .await;
         match judged {
             Ok(m) if !m.decision.allowed => {

@@ -50,6 +50,17 @@ pub struct Moderated {
 }
 
 impl Sessions {
+    /// Judges what the assistant said on a session's call (published when refused).
+    pub async fn moderate_answer(
+        &self,
+        session: &SessionId,
+        text: &str,
+        company: &str,
+    ) -> Result<Moderated, SessionError> {
+        self.moderate(Some(session), text, company, TextSource::Assistant)
+            .await
+    }
+
     /// Judges `text` for the brand `company`; a refused text of a session is published.
     pub async fn moderate(
         &self,

@@ -36,7 +36,15 @@ struct Live {
 }
 
 async fn live_session(scenario: &str) -> Live {
-    let (model, fake, app) = spawn_with_realtime(|_| {}).await;
+    live_session_with(scenario, |_| {}).await
+}
+
+/// [`live_session`] with the settings adjusted.
+async fn live_session_with(
+    scenario: &str,
+    adjust: impl FnOnce(&mut switchboard::config::Config) + Send + 'static,
+) -> Live {
+    let (model, fake, app) = spawn_with_realtime(adjust).await;
     let s = app.session_for(scenario).await;
     let (ws, _) = app.connect(&s, None).await;
     Live {
@@ -203,15 +211,8 @@ async fn one_endpoint_serves_both_apis_and_the_allowed_list_is_enforced() {
     })
     .await;
     let s = app.session_for("retail").await;
-    let resp = app
-        .client
-        .post(app.url(&format!("/api/calls?session_id={}&api=live", s.id)))
-        .bearer_auth(&s.token)
-        .header("content-type", "application/sdp")
-        .body("v=0\r\n")
-        .send()
-        .await
-        .unwrap();
+    let url = app.url(&format!("/api/calls?session_id={}&api=live", s.id));
+    let resp = post_offer(&app.client, &url, &s.token).await.unwrap();
     let (st, b) = split(resp).await;
     assert_error(st, &b, 400, "voice_api_not_allowed");
     assert!(live_creates(&model).await.is_empty());
@@ -278,30 +279,14 @@ async fn control_commands_become_live_client_events() {
     assert_eq!(next_json(&mut t.ws).await["type"], "call.started");
     t.fake.wait_attaches(1).await;
 
-    let (st, _) = control(
-        &t.app,
-        &t.s.id,
-        API_KEY,
+    for cmd in [
         json!({"action": "say", "text": "One moment."}),
-    )
-    .await;
-    assert_eq!(st, 200);
-    let (st, _) = control(
-        &t.app,
-        &t.s.id,
-        API_KEY,
         json!({"action": "update_instructions", "instructions": "Mention the winter sale."}),
-    )
-    .await;
-    assert_eq!(st, 200);
-    let (st, _) = control(
-        &t.app,
-        &t.s.id,
-        API_KEY,
         json!({"action": "switch_agent", "agent": "returns"}),
-    )
-    .await;
-    assert_eq!(st, 200);
+    ] {
+        let (st, ack) = control(&t.app, &t.s.id, API_KEY, cmd).await;
+        assert_eq!(st, 200, "{ack}");
+    }
     let ev = next_json(&mut t.ws).await;
     assert_eq!(ev["type"], "agent.switch");
     assert_eq!(
@@ -364,7 +349,15 @@ async fn control_commands_become_live_client_events() {
 
 /// A Live session of `scenario` (query form) with its call created and its sideband attached.
 async fn live_call(scenario: &str) -> Live {
-    let mut t = live_session(scenario).await;
+    live_call_with(scenario, |_| {}).await
+}
+
+/// [`live_call`] with the settings adjusted.
+async fn live_call_with(
+    scenario: &str,
+    adjust: impl FnOnce(&mut switchboard::config::Config) + Send + 'static,
+) -> Live {
+    let mut t = live_session_with(scenario, adjust).await;
     mount_live(&t.model, 201, created()).await;
     let url = format!("/api/calls?session_id={}", t.s.id);
     let resp = post_call(&t, &url, "application/sdp", "v=0\r\n".into()).await;
@@ -627,26 +620,7 @@ async fn responses_delegation_answers_each_function_call_once_then_creates_the_r
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("desk.yaml"), RESPONSES_DESK).unwrap();
     let p = dir.path().to_owned();
-    let (model, fake, app) = spawn_with_realtime(move |c| c.scenarios_dir = Some(p)).await;
-    let s = app.session_for("desk").await;
-    let (ws, _) = app.connect(&s, None).await;
-    let mut t = Live {
-        app,
-        fake,
-        model,
-        s,
-        ws,
-    };
-    mount_live(&t.model, 201, created()).await;
-    let url = format!("/api/calls?session_id={}", t.s.id);
-    assert_eq!(
-        post_call(&t, &url, "application/sdp", "v=0\r\n".into())
-            .await
-            .status(),
-        201
-    );
-    assert_eq!(next_json(&mut t.ws).await["type"], "call.started");
-    t.fake.wait_attaches(1).await;
+    let mut t = live_call_with("desk", move |c| c.scenarios_dir = Some(p)).await;
 
     let create = &live_creates(&t.model).await[0]["session"];
     assert_eq!(create["instructions"], "You are the Acme voice.");
@@ -895,30 +869,11 @@ async fn a_flagged_live_answer_gets_a_correction_and_closes_when_the_scenario_sa
                 live: {close_on_flag: true}\nagents:\n  - name: front\n    instructions: Help.\n";
     std::fs::write(dir.path().join("strict.yaml"), desk).unwrap();
     let p = dir.path().to_owned();
-    let (model, fake, app) = spawn_with_realtime(move |c| {
+    let mut t = live_call_with("strict", move |c| {
         c.scenarios_dir = Some(p);
         c.deny_patterns = vec!["forbidden".into()];
     })
     .await;
-    let s = app.session_for("strict").await;
-    let (ws, _) = app.connect(&s, None).await;
-    let mut t = Live {
-        app,
-        fake,
-        model,
-        s,
-        ws,
-    };
-    mount_live(&t.model, 201, created()).await;
-    let url = format!("/api/calls?session_id={}", t.s.id);
-    assert_eq!(
-        post_call(&t, &url, "application/sdp", "v=0\r\n".into())
-            .await
-            .status(),
-        201
-    );
-    assert_eq!(next_json(&mut t.ws).await["type"], "call.started");
-    t.fake.wait_attaches(1).await;
     t.fake.emit(
         json!({"type": "session.output_transcript.delta", "delta": "That is forbidden talk.",
                        "start_ms": 0, "end_ms": 900}),

@@ -52,6 +52,20 @@ async fn c1_stays_answered_once(fake: &FakeRealtime, also: Option<serde_json::Va
     assert_eq!(c1, 1, "c1 was answered exactly once across the takeover");
 }
 
+/// Posts an offer to `url` (a process that may still be starting) until it answers; returns
+/// the status.
+async fn offer_when_up(client: &reqwest::Client, url: &str, token: &str) -> u16 {
+    eventually(
+        "the owner process takes the call request",
+        Duration::from_secs(5),
+        || async {
+            let r = post_offer(client, url, token).await;
+            r.ok().map(|r| r.status().as_u16())
+        },
+    )
+    .await
+}
+
 /// Two instances on one private Redis, both online against one fake model and one fake
 /// Realtime socket: `a` in this process, `owner` a real process (on `port`) that will hold
 /// the call.
@@ -120,22 +134,7 @@ async fn the_owner_applies_control_and_a_killed_owner_is_replaced() {
         "http://127.0.0.1:{port}/api/realtime/calls?session_id={}",
         s.id
     );
-    let created = eventually(
-        "instance A takes the call request",
-        Duration::from_secs(5),
-        || async {
-            let r = a
-                .client
-                .post(&call_url)
-                .bearer_auth(&s.token)
-                .header("content-type", "application/sdp")
-                .body("v=0\r\n")
-                .send()
-                .await;
-            r.ok().map(|r| r.status().as_u16())
-        },
-    )
-    .await;
+    let created = offer_when_up(&a.client, &call_url, &s.token).await;
     let created = Some(created);
     assert_eq!(created, Some(201));
     assert_eq!(next_json(&mut ws).await["type"], "call.started");
@@ -223,15 +222,8 @@ async fn an_owner_that_loses_redis_stops_before_another_takes_over() {
     .await;
     let other = spawn_redis_app(&redis, &prefix, settings(fake.ws_url.clone(), base, None)).await;
     let s = other.session_for("retail&root_agent=salesAgent").await;
-    let resp = owner
-        .client
-        .post(owner.url(&format!("/api/realtime/calls?session_id={}", s.id)))
-        .bearer_auth(&s.token)
-        .header("content-type", "application/sdp")
-        .body("v=0\r\n")
-        .send()
-        .await
-        .unwrap();
+    let url = owner.url(&format!("/api/realtime/calls?session_id={}", s.id));
+    let resp = post_offer(&owner.client, &url, &s.token).await.unwrap();
     assert_eq!(resp.status(), 201);
     fake.wait_attaches(1).await;
 
@@ -493,19 +485,7 @@ async fn a_live_delegation_survives_its_owner_being_killed_and_is_answered_once(
         .await;
     let (mut ws, _) = a.connect(&s, None).await;
     let call_url = format!("http://127.0.0.1:{port}/api/calls?session_id={}", s.id);
-    let created = eventually(
-        "the owner takes the call request",
-        Duration::from_secs(5),
-        || async {
-            let r = (a.client.post(&call_url).bearer_auth(&s.token))
-                .header("content-type", "application/sdp")
-                .body("v=0\r\n")
-                .send()
-                .await;
-            r.ok().map(|r| r.status().as_u16())
-        },
-    )
-    .await;
+    let created = offer_when_up(&a.client, &call_url, &s.token).await;
     assert_eq!(created, 201);
     assert_eq!(next_json(&mut ws).await["type"], "call.started");
     fake.wait_attaches(1).await;

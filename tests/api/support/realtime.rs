@@ -212,6 +212,21 @@ pub async fn mount_calls(server: &MockServer) {
         .await;
 }
 
+/// POSTs a minimal SDP offer to a call endpoint `url` with the session token.
+pub async fn post_offer(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/sdp")
+        .body("v=0\r\n")
+        .send()
+        .await
+}
+
 /// A function-call server event.
 pub fn function_call(call_id: &str, name: &str, args: &str) -> Value {
     json!({"type": "response.function_call_arguments.done", "response_id": "resp_1", "item_id": "item_1",
