@@ -33,6 +33,8 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 
 use super::CallDeps;
+use super::call::{CLOSE_CONFIRM_WAIT, CallCore, VoiceCall, active};
+use super::command::{Command, CommandError};
 use crate::domain::SessionId;
 use crate::scenario::model::Delegation;
 use crate::sessions::delegate::{Delegate, fit_append};
@@ -151,7 +153,7 @@ impl LiveCall {
     }
 
     /// Finishes the delegations a previous owner recorded and did not answer.
-    pub async fn resume(&mut self) {
+    async fn resume_pending(&mut self) {
         let pending = pending(self.sessions(), &self.sid).await;
         for id in pending {
             let key = record_key(&id);
@@ -166,8 +168,9 @@ impl LiveCall {
         }
     }
 
-    /// Handles one server event; returns the client events to send now.
-    pub async fn on_event(&mut self, ev: &Value) -> Vec<Value> {
+    /// Handles one Live server event (other than the end of the session); returns the
+    /// client events to send now.
+    async fn on_live(&mut self, ev: &Value) -> Vec<Value> {
         match ev["type"].as_str().unwrap_or_default() {
             "session.input_transcript.delta" => {
                 self.on_fragment(ev, true).await;
@@ -193,7 +196,7 @@ impl LiveCall {
     }
 
     /// Publishes turns nobody has added to for a turn gap.
-    pub async fn on_tick(&mut self) -> Vec<Value> {
+    async fn tick(&mut self) -> Vec<Value> {
         let gap = Duration::from_millis(TURN_GAP_MS);
         let user_quiet = self.user.turn.lock().quiet_for(gap);
         if user_quiet {
@@ -206,7 +209,7 @@ impl LiveCall {
     }
 
     /// Publishes whatever turns are open (the call is ending).
-    pub async fn flush(&mut self) {
+    async fn flush(&mut self) {
         self.flush_user().await;
         self.flush_assistant().await;
     }
@@ -480,6 +483,77 @@ impl LiveCall {
     }
 }
 
+#[async_trait::async_trait]
+impl VoiceCall for LiveCall {
+    async fn on_event(&mut self, core: &mut CallCore, ev: &Value) -> Vec<Value> {
+        match ev["type"].as_str().unwrap_or_default() {
+            "session.closed" => {
+                let upstream = ev["reason"].as_str().unwrap_or_default();
+                let reason = match upstream {
+                    _ if core.closing_since.is_some() => "hangup",
+                    "close_requested" => "hangup",
+                    "remote_hangup" | "expired" | "content" | "connection_lost" => upstream,
+                    _ => "error",
+                };
+                self.flush().await;
+                core.end_reported(reason, Some(upstream.to_owned())).await;
+                vec![]
+            }
+            "error" => {
+                tracing::warn!(call_id = %core.call_id, session_id = %core.sid, error = %ev["error"], "live error event");
+                vec![]
+            }
+            _ => self.on_live(ev).await,
+        }
+    }
+
+    /// A switch changes the agent on the server and tells the voice layer; say is
+    /// commentary; instructions are appended; hang-up closes the session.
+    async fn on_command(
+        &mut self,
+        core: &mut CallCore,
+        cmd: Command,
+    ) -> Result<Vec<Value>, CommandError> {
+        match cmd {
+            Command::SwitchAgent { agent, source } => {
+                let source = core.switch_source(&agent, &source).await?;
+                let now = (core.switch_only(&agent, source, "control command".into(), 1.0))
+                    .await
+                    .unwrap_or(agent);
+                Ok(self.agent_changed(&now).await)
+            }
+            Command::Say { text } => Ok(vec![append("session.commentary.append", None, &text)]),
+            Command::UpdateInstructions { instructions } => Ok(vec![append(
+                "session.instructions.append",
+                None,
+                &instructions,
+            )]),
+            Command::Hangup => {
+                // `call.ended` follows when `session.closed` confirms it (or the wait ends).
+                core.closing_since.get_or_insert_with(Instant::now);
+                Ok(vec![json!({"type": "session.close"})])
+            }
+        }
+    }
+
+    /// Turns that went quiet; a hang-up the upstream did not confirm in time ends the call.
+    async fn on_tick(&mut self, core: &mut CallCore) -> Vec<Value> {
+        if core
+            .closing_since
+            .is_some_and(|t| t.elapsed() >= CLOSE_CONFIRM_WAIT)
+        {
+            self.flush().await;
+            core.end_reported("hangup", None).await;
+            return vec![];
+        }
+        self.tick().await
+    }
+
+    async fn resume(&mut self, _core: &mut CallCore) {
+        self.resume_pending().await;
+    }
+}
+
 /// `session.update` with an agent's backend settings (Responses delegation).
 fn responses_update(
     scn: &crate::scenario::Scenario,
@@ -542,16 +616,6 @@ async fn set_pending(sessions: &Sessions, sid: &SessionId, ids: &[String]) {
     if let Err(e) = sessions.store.put_value(sid, PENDING_KEY, &raw, ttl).await {
         tracing::warn!(error = %e, "recording pending delegations failed");
     }
-}
-
-/// The session's scenario and the agent in charge now.
-pub(crate) async fn active(
-    sessions: &Sessions,
-    sid: &SessionId,
-) -> Option<(Arc<crate::scenario::Scenario>, String)> {
-    let s = sessions.store.get(sid).await.ok()??;
-    let scn = sessions.scenarios.resolve(s.scenario_id.as_str())?;
-    Some((scn, s.active_agent.to_string()))
 }
 
 async fn publish<T: proto_events::events::EventData>(

@@ -1,20 +1,25 @@
-//! Server-side realtime control (DESIGN.md §8): unified call setup, one sideband per call
-//! held by exactly one instance (a lease with a fencing token), a janitor that adopts calls
-//! whose owner died, and control commands routed to the owner.
+//! Server-side call control for both voice APIs (DESIGN.md §8, §9): unified call setup, one
+//! sideband per call held by exactly one instance (a lease with a fencing token), a janitor
+//! that adopts calls whose owner died, and control commands routed to the owner.
 //!
 //! - [`lease`]: the lease and the call index (memory and Redis).
 //! - [`sideband`]: the per-call WebSocket task, lease renewal, and the janitor.
-//! - [`handler`]: what the sideband does with server events and commands.
+//! - [`handler`]: one held call (`Call`), dispatching to its voice API.
+//! - [`call`]: what both APIs share (`CallCore`) and the `VoiceCall` trait they implement.
+//! - [`realtime_call`]: the Realtime API's call; [`live`]: GPT-Live's (turns from fragments,
+//!   client and Responses delegation).
 //! - [`command`]: the control commands and their refusals.
 //! - [`client_events`]: the client events it sends and which upstream errors reach the browser.
 //! - [`bus`]: command routing between instances (Redis pub/sub).
 
 pub mod bus;
+pub mod call;
 pub mod client_events;
 pub mod command;
 pub mod handler;
 pub mod lease;
 pub mod live;
+pub mod realtime_call;
 pub mod sideband;
 
 use std::sync::Arc;

@@ -131,7 +131,7 @@ async fn run(
     call.resume().await;
     let mut backoff = Duration::from_millis(100);
     tracing::info!(session_id = %sid, call_id, fence = lease.fence, "sideband holding the call");
-    'attach: while !call.ended && !*lost.borrow() {
+    'attach: while !call.ended() && !*lost.borrow() {
         let ws = match attach(&state, &call_id).await {
             Attach::Ws(ws) => {
                 backoff = Duration::from_millis(100);
@@ -170,7 +170,7 @@ async fn run(
     {
         tracing::warn!(error = %e, "releasing a call lease failed; it expires by itself");
     }
-    tracing::info!(session_id = %sid, call_id, ended = call.ended, "sideband stopped");
+    tracing::info!(session_id = %sid, call_id, ended = call.ended(), "sideband stopped");
 }
 
 /// Why [`serve`] let go of the upstream socket.
@@ -209,7 +209,7 @@ async fn serve(ws: UpstreamSocket, call: &mut Call, io: Io<'_>) -> Detached {
         lost,
         stop,
     } = io;
-    let call_id = call.call_id.clone();
+    let call_id = call.call_id().to_owned();
     let (mut sink, mut stream) = ws.split();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -255,7 +255,7 @@ async fn serve(ws: UpstreamSocket, call: &mut Call, io: Io<'_>) -> Detached {
                 return Detached::Reattach;
             }
         }
-        if call.ended {
+        if call.ended() {
             let _ = sink.close().await;
             return Detached::Stop;
         }
