@@ -22,90 +22,34 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
-use proto_events::events::{
-    DelegationCompleted, DelegationStarted, TranscriptAssistant, TranscriptUser,
-};
+use proto_events::events::{TranscriptAssistant, TranscriptUser};
 use serde_json::{Value, json};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 use super::CallDeps;
+use delegation::{Job, Record, pending, record_key};
+use responses::responses_update;
+
+mod delegation;
+mod responses;
+mod turns;
+
 use super::call::{CLOSE_CONFIRM_WAIT, CallCore, VoiceCall, active};
 use super::command::{Command, CommandError};
 use crate::domain::SessionId;
 use crate::scenario::model::Delegation;
-use crate::sessions::delegate::{Delegate, fit_append};
-use crate::sessions::tool_call::{AgentRule, ToolRan};
-use crate::sessions::{Idempotency, Sessions, ToolRun};
-use crate::tools::run::{Args, model_output};
+use crate::sessions::Sessions;
+use crate::sessions::delegate::fit_append;
+use turns::{Fragment, Turn, UserTurn};
 
 /// Silence between fragments that ends a turn.
 pub const TURN_GAP_MS: u64 = 800;
 
 /// How long a delegation waits for the fragment that covers it.
 pub const LATE_FRAGMENT_WAIT: Duration = Duration::from_millis(300);
-
-/// Where a call's pending delegations are listed (a JSON array of ids).
-const PENDING_KEY: &str = "live:pending";
-
-/// One transcript fragment.
-#[derive(Debug, Clone)]
-struct Fragment {
-    text: String,
-    start_ms: u64,
-    end_ms: u64,
-    seen: Instant,
-}
-
-/// The fragments of the turn being spoken.
-#[derive(Debug, Default)]
-struct Turn(Vec<Fragment>);
-
-impl Turn {
-    fn text(&self) -> String {
-        self.0
-            .iter()
-            .map(|f| f.text.as_str())
-            .collect::<String>()
-            .trim()
-            .to_owned()
-    }
-
-    /// True when `next` starts after a silence longer than the turn gap.
-    fn gap_before(&self, start_ms: u64) -> bool {
-        self.0
-            .last()
-            .is_some_and(|l| start_ms.saturating_sub(l.end_ms) > TURN_GAP_MS)
-    }
-
-    fn quiet_for(&self, d: Duration) -> bool {
-        self.0.last().is_some_and(|l| l.seen.elapsed() >= d)
-    }
-}
-
-/// The user's current turn, shared with the delegations that wait for it.
-#[derive(Default)]
-struct UserTurn {
-    turn: Mutex<Turn>,
-    arrived: Notify,
-    /// `start_ms` of the latest user fragment (to tell a late answer).
-    latest_start: AtomicU64,
-}
-
-/// A recorded delegation (what an adopter needs to finish it).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct Record {
-    id: String,
-    task: String,
-    offset_ms: u64,
-    started_ms: u64,
-    /// Tools it finished: `(name, arguments, output)`, reused if another instance resumes it.
-    #[serde(default)]
-    tools: Vec<(String, Value, Value)>,
-}
 
 /// Responses delegation: one backend response's progress.
 #[derive(Debug, Default)]
@@ -357,114 +301,6 @@ impl LiveCall {
             .spawn(async move { job.run(record, resumed).await });
     }
 
-    /// Responses delegation: one nested backend event.
-    async fn on_backend_event(&mut self, ev: &Value) -> Vec<Value> {
-        let inner = &ev["event"];
-        let id = ev["delegation_id"].as_str().unwrap_or_default().to_owned();
-        match inner["type"].as_str().unwrap_or_default() {
-            "response.output_item.done" if inner["item"]["type"] == "function_call" => {
-                self.backend.entry(id).or_default().calls += 1;
-                self.on_backend_call(&inner["item"]).await
-            }
-            "response.completed" => {
-                let usage = &inner["response"]["usage"];
-                let (i, o) = (
-                    usage["input_tokens"].as_u64(),
-                    usage["output_tokens"].as_u64(),
-                );
-                self.add_usage(None, i.unwrap_or(0), o.unwrap_or(0)).await;
-                self.backend.entry(id).or_default().completed = true;
-                self.ready_responses()
-            }
-            _ => vec![],
-        }
-    }
-
-    /// `response.create` for every backend response that completed with calls answered
-    /// (held while a `session.update` is unconfirmed).
-    fn ready_responses(&mut self) -> Vec<Value> {
-        if self.awaiting_update {
-            return vec![];
-        }
-        let ready: Vec<String> = (self.backend.iter())
-            .filter(|(_, r)| r.completed && r.calls > 0)
-            .map(|(id, _)| id.clone())
-            .collect();
-        let mut out = Vec::new();
-        for id in ready {
-            self.backend.remove(&id);
-            out.push(json!({"type": "response.create"}));
-        }
-        out
-    }
-
-    /// Runs one backend function call through the one tool path, once per `call_id`.
-    async fn on_backend_call(&mut self, item: &Value) -> Vec<Value> {
-        let (Some(call_id), Some(name)) = (item["call_id"].as_str(), item["name"].as_str()) else {
-            return vec![];
-        };
-        let output = |v: Value| {
-            json!({"type": "response.item.create", "item": {"type": "function_call_output",
-                   "call_id": call_id, "output": v.to_string()}})
-        };
-        if let Some(target) = name.strip_prefix("transfer_to_") {
-            return self
-                .backend_transfer(call_id, target)
-                .await
-                .into_iter()
-                .map(output)
-                .collect();
-        }
-        let Some(state) = self.sessions().store.get(&self.sid).await.ok().flatten() else {
-            return vec![];
-        };
-        let run = ToolRun {
-            session: &self.sid,
-            tool: name,
-            args: Args::Text(item["arguments"].as_str().unwrap_or("{}")),
-            correlation_id: Some(call_id),
-            idempotency: Idempotency::AnswerOnce,
-            rule: AgentRule::ActiveAgent(&state),
-            report_refusals: true,
-        };
-        match self.sessions().run_tool(run).await {
-            Ok(ToolRan::Fresh(r) | ToolRan::Repeat(r)) => vec![output(model_output(&r))],
-            Ok(ToolRan::AlreadyAnswered) => vec![],
-            Err(e) => vec![output(json!({"error": e.to_string()}))],
-        }
-    }
-
-    /// A backend `transfer_to_*`: switch, then the new agent's settings for later delegations.
-    async fn backend_transfer(&mut self, call_id: &str, target: &str) -> Option<Value> {
-        let key = format!("fc:{call_id}");
-        let claim = crate::sessions::claim::Claim {
-            store: self.sessions().store.as_ref(),
-            session: &self.sid,
-            key: &key,
-            ttl: self.sessions().settings.session_ttl,
-        };
-        if !claim.first().await.unwrap_or(false) {
-            return None;
-        }
-        let (scn, from) = active(self.sessions(), &self.sid).await?;
-        let agent = scn.agent(target)?;
-        let switch = crate::sessions::Switch {
-            from,
-            to: target.to_owned(),
-            source: crate::sessions::SwitchSource::Model,
-            reason: format!("transfer_to_{target}"),
-            confidence: 1.0,
-            tell_call: false,
-        };
-        if let Err(e) = self.sessions().switch_agent(&self.sid, switch).await {
-            tracing::error!(error = %e, "switching the active agent failed");
-        }
-        let update = responses_update(&scn, agent);
-        let _ = self.outbox.send(update);
-        self.awaiting_update = true;
-        Some(json!({"assistant": target}))
-    }
-
     /// A switch from outside the backend (control, orchestration): the voice layer is told,
     /// and under Responses delegation the backend takes the new agent's settings.
     pub async fn agent_changed(&mut self, agent: &str) -> Vec<Value> {
@@ -554,19 +390,6 @@ impl VoiceCall for LiveCall {
     }
 }
 
-/// `session.update` with an agent's backend settings (Responses delegation).
-fn responses_update(
-    scn: &crate::scenario::Scenario,
-    agent: &crate::scenario::model::Agent,
-) -> Value {
-    let view = crate::scenario::view::agent_view(scn, agent, None);
-    let tools: Vec<Value> = (view.tools.iter())
-        .map(|t| json!({"type": "function", "name": t.name, "description": t.description, "parameters": t.parameters}))
-        .collect();
-    json!({"type": "session.update", "session": {"delegation": {"type": "responses",
-           "responses": {"instructions": view.instructions, "tools": tools}}}})
-}
-
 /// What the voice layer is told when an agent takes over.
 pub fn persona(a: &crate::scenario::model::Agent) -> String {
     let role = if a.handoff_description.is_empty() {
@@ -584,38 +407,6 @@ pub fn persona(a: &crate::scenario::model::Agent) -> String {
 /// A Live append (`session.instructions|thinking|commentary.append`).
 pub fn append(kind: &str, delegation_id: Option<&str>, content: &str) -> Value {
     json!({"type": kind, "delegation_id": delegation_id, "content": fit_append(content)})
-}
-
-fn record_key(id: &str) -> String {
-    format!("live:deleg:{id}")
-}
-
-async fn save_record(sessions: &Sessions, sid: &SessionId, record: &Record) {
-    let raw = serde_json::to_string(record).unwrap_or_default();
-    let ttl = sessions.settings.session_ttl;
-    let key = record_key(&record.id);
-    if let Err(e) = sessions.store.put_value(sid, &key, &raw, ttl).await {
-        tracing::warn!(error = %e, "recording a delegation failed");
-    }
-}
-
-async fn pending(sessions: &Sessions, sid: &SessionId) -> Vec<String> {
-    let raw = sessions
-        .store
-        .get_value(sid, PENDING_KEY)
-        .await
-        .ok()
-        .flatten();
-    raw.and_then(|v| serde_json::from_str(&v).ok())
-        .unwrap_or_default()
-}
-
-async fn set_pending(sessions: &Sessions, sid: &SessionId, ids: &[String]) {
-    let ttl = sessions.settings.session_ttl;
-    let raw = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
-    if let Err(e) = sessions.store.put_value(sid, PENDING_KEY, &raw, ttl).await {
-        tracing::warn!(error = %e, "recording pending delegations failed");
-    }
 }
 
 async fn publish<T: proto_events::events::EventData>(
@@ -650,186 +441,4 @@ async fn publish_user(deps: &CallDeps, sid: &SessionId, call_id: &str, text: Str
         json!({"role": "user", "content": text}),
     )
     .await;
-}
-
-/// One client delegation, run in the background.
-struct Job {
-    deps: Arc<CallDeps>,
-    sid: SessionId,
-    call_id: String,
-    user: Arc<UserTurn>,
-    outbox: mpsc::UnboundedSender<Value>,
-}
-
-impl Job {
-    async fn run(self, mut record: Record, resumed: bool) {
-        let sessions = self.deps.sessions.clone();
-        if !resumed {
-            record.task = self.task(record.offset_ms).await;
-            save_record(&sessions, &self.sid, &record).await;
-            let mut ids = pending(&sessions, &self.sid).await;
-            ids.push(record.id.clone());
-            set_pending(&sessions, &self.sid, &ids).await;
-        }
-        let agent = active(&sessions, &self.sid)
-            .await
-            .map(|(_, a)| a)
-            .unwrap_or_default();
-        let started = DelegationStarted {
-            call_id: self.call_id.clone(),
-            delegation_id: record.id.clone(),
-            agent,
-            task: record.task.clone(),
-        };
-        if !resumed {
-            // A resumed delegation was announced by the owner that recorded it.
-            publish(&sessions, &self.sid, &started).await;
-        }
-        // Finished tools are recorded by one writer, in order, so an adopter can reuse them.
-        let finished = Arc::new(Mutex::new(record.clone()));
-        let (dirty, mut writes) = mpsc::unbounded_channel::<()>();
-        let writer = {
-            let (sessions, sid, finished) = (sessions.clone(), self.sid.clone(), finished.clone());
-            tokio::spawn(async move {
-                while writes.recv().await.is_some() {
-                    while writes.try_recv().is_ok() {}
-                    let snapshot = finished.lock().clone();
-                    save_record(&sessions, &sid, &snapshot).await;
-                }
-            })
-        };
-        let outbox = self.outbox.clone();
-        let id = record.id.clone();
-        let progress = {
-            let finished = finished.clone();
-            move |tool: &str, args: &Value, output: &Value| {
-                let note = format!("Looked up {tool}; preparing the answer.");
-                let _ = outbox.send(append("session.thinking.append", Some(&id), &note));
-                let done = (tool.to_owned(), args.clone(), output.clone());
-                finished.lock().tools.push(done);
-                let _ = dirty.send(());
-            }
-        };
-        let earlier = record.tools.clone();
-        let replay = move |tool: &str, args: &Value| {
-            (earlier.iter())
-                .find(|(t, a, _)| t == tool && a == args)
-                .map(|(_, _, output)| output.clone())
-        };
-        let task = if record.task.is_empty() {
-            "(the caller said nothing I could hear)"
-        } else {
-            &record.task
-        };
-        let asked = Delegate {
-            session: &self.sid,
-            task,
-            observer: Some(&progress),
-            replay: Some(&replay),
-        };
-        let (answer, agent) = match sessions.delegate(asked).await {
-            Ok(done) => {
-                for (_, to) in &done.handoffs {
-                    if let Some((scn, _)) = active(&sessions, &self.sid).await
-                        && let Some(a) = scn.agent(to)
-                    {
-                        let _ = self.outbox.send(append(
-                            "session.instructions.append",
-                            None,
-                            &persona(a),
-                        ));
-                    }
-                }
-                let (i, o) = (done.input_tokens, done.output_tokens);
-                if let Err(e) = sessions.add_usage(&self.sid, None, i, o).await {
-                    tracing::warn!(error = %e, "recording delegation usage failed");
-                }
-                (done.answer, done.agent)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, call_id = %self.call_id, "a delegation failed");
-                let agent = active(&sessions, &self.sid)
-                    .await
-                    .map(|(_, a)| a)
-                    .unwrap_or_default();
-                (
-                    "I'm sorry, I can't look that up right now. Please try again in a moment."
-                        .to_owned(),
-                    agent,
-                )
-            }
-        };
-        drop(progress);
-        let _ = writer.await;
-        self.answer(&record, answer, agent).await;
-    }
-
-    /// The caller's current turn: the user's fragments up to the delegation's offset
-    /// (waiting briefly for one that covers it); the turn ends here.
-    async fn task(&self, offset_ms: u64) -> String {
-        let deadline = tokio::time::Instant::now() + LATE_FRAGMENT_WAIT;
-        loop {
-            let arrived = self.user.arrived.notified();
-            let covered = (self.user.turn.lock().0.iter()).any(|f| f.start_ms >= offset_ms);
-            if covered {
-                break;
-            }
-            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
-                break;
-            }
-        }
-        let taken: Vec<Fragment> = {
-            let mut turn = self.user.turn.lock();
-            let (taken, rest) = turn.0.drain(..).partition(|f| f.start_ms <= offset_ms);
-            turn.0 = rest;
-            taken
-        };
-        let text = Turn(taken).text();
-        publish_user(&self.deps, &self.sid, &self.call_id, text.clone()).await;
-        text
-    }
-
-    /// Sends the answer once, ever, and publishes `delegation.completed`.
-    async fn answer(&self, record: &Record, answer: String, agent: String) {
-        let sessions = &self.deps.sessions;
-        let key = format!("live:answered:{}", record.id);
-        let claim = crate::sessions::claim::Claim {
-            store: sessions.store.as_ref(),
-            session: &self.sid,
-            key: &key,
-            ttl: sessions.settings.session_ttl,
-        };
-        match claim.first().await {
-            Ok(true) => {}
-            Ok(false) => return, // another instance answered it
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot claim a delegation's answer; not answering twice");
-                return;
-            }
-        }
-        let content = fit_append(&answer);
-        let _ = (self.outbox).send(append(
-            "session.commentary.append",
-            Some(&record.id),
-            &content,
-        ));
-        let late = self.user.latest_start.load(Ordering::SeqCst) > record.offset_ms;
-        let done = DelegationCompleted {
-            call_id: self.call_id.clone(),
-            delegation_id: record.id.clone(),
-            agent,
-            duration_ms: crate::clock::unix_now_ms().saturating_sub(record.started_ms),
-            output: content,
-            late,
-        };
-        publish(sessions, &self.sid, &done).await;
-        let ids: Vec<String> = (pending(sessions, &self.sid).await.into_iter())
-            .filter(|i| *i != record.id)
-            .collect();
-        set_pending(sessions, &self.sid, &ids).await;
-        let _ = sessions
-            .store
-            .delete_value(&self.sid, &record_key(&record.id))
-            .await;
-    }
 }
