@@ -46,6 +46,20 @@ async fn save_record(sessions: &Sessions, sid: &SessionId, record: &Record) {
     }
 }
 
+/// The key of a delegation's answer-once claim.
+pub(super) fn answered_key(id: &str) -> String {
+    format!("live:answered:{id}")
+}
+
+/// A delegation is over: it is no longer pending and its record goes.
+async fn forget(sessions: &Sessions, sid: &SessionId, id: &str) {
+    let ids: Vec<String> = (pending(sessions, sid).await.into_iter())
+        .filter(|i| i != id)
+        .collect();
+    set_pending(sessions, sid, &ids).await;
+    let _ = sessions.store.delete_value(sid, &record_key(id)).await;
+}
+
 pub(super) async fn pending(sessions: &Sessions, sid: &SessionId) -> Vec<String> {
     let raw = sessions
         .store
@@ -205,7 +219,7 @@ impl Job {
     /// Sends the answer once, ever, and publishes `delegation.completed`.
     async fn answer(&self, record: &Record, answer: String, agent: String) {
         let sessions = &self.deps.sessions;
-        let key = format!("live:answered:{}", record.id);
+        let key = answered_key(&record.id);
         let claim = crate::sessions::claim::Claim {
             store: sessions.store.as_ref(),
             session: &self.sid,
@@ -214,7 +228,8 @@ impl Job {
         };
         match claim.first().await {
             Ok(true) => {}
-            Ok(false) => return, // another instance answered it
+            // Another instance answered it: nothing is left to finish.
+            Ok(false) => return forget(sessions, &self.sid, &record.id).await,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot claim a delegation's answer; not answering twice");
                 return;
@@ -236,13 +251,6 @@ impl Job {
             late,
         };
         publish(sessions, &self.sid, &done).await;
-        let ids: Vec<String> = (pending(sessions, &self.sid).await.into_iter())
-            .filter(|i| *i != record.id)
-            .collect();
-        set_pending(sessions, &self.sid, &ids).await;
-        let _ = sessions
-            .store
-            .delete_value(&self.sid, &record_key(&record.id))
-            .await;
+        forget(sessions, &self.sid, &record.id).await;
     }
 }

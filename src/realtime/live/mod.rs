@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::CallDeps;
-use delegation::{Job, Record, pending, record_key};
+use delegation::{Job, Record, answered_key, pending, record_key};
 use responses::responses_update;
 
 mod delegation;
@@ -100,6 +100,11 @@ impl LiveCall {
     async fn resume_pending(&mut self) {
         let pending = pending(self.sessions(), &self.sid).await;
         for id in pending {
+            // One that was answered (its owner died before forgetting it) is not run again.
+            let answered = self.sessions().store.get_value(&self.sid, &answered_key(&id)).await;
+            if matches!(answered, Ok(Some(_))) {
+                continue;
+            }
             let key = record_key(&id);
             let raw = self.sessions().store.get_value(&self.sid, &key).await;
             let Ok(Some(raw)) = raw else { continue };
