@@ -101,7 +101,11 @@ impl LiveCall {
         let pending = pending(self.sessions(), &self.sid).await;
         for id in pending {
             // One that was answered (its owner died before forgetting it) is not run again.
-            let answered = self.sessions().store.get_value(&self.sid, &answered_key(&id)).await;
+            let answered = self
+                .sessions()
+                .store
+                .get_value(&self.sid, &answered_key(&id))
+                .await;
             if matches!(answered, Ok(Some(_))) {
                 continue;
             }
