@@ -97,6 +97,8 @@ pub struct Config {
     pub access: AccessSettings,
     /// Request timeout and graceful shutdown.
     pub ops: OpsSettings,
+    /// The conversation record.
+    pub record: RecordSettings,
 }
 
 impl Default for Config {
@@ -136,6 +138,7 @@ impl Default for Config {
             realtime: RealtimeSettings::default(),
             access: AccessSettings::defaults(),
             ops: OpsSettings::default(),
+            record: RecordSettings::default(),
         }
     }
 }
@@ -229,6 +232,7 @@ impl Config {
             realtime: RealtimeSettings::from_cli(&cli.realtime, env)?,
             access: AccessSettings::from_cli(&cli.access)?,
             ops: OpsSettings::from_cli(&cli.ops)?,
+            record: RecordSettings::from_cli(&cli.record)?,
         };
         config.check_mode()?;
         Ok(config)
@@ -288,6 +292,7 @@ use sections::{
 mod cli;
 mod moderation;
 mod ops;
+mod record;
 mod values;
 use values::{duration, http_url, number, required};
 mod realtime;
@@ -296,5 +301,6 @@ pub use agents::{AgentSettings, MAX_ITERATIONS};
 pub use moderation::ModerationModes;
 pub use ops::OpsSettings;
 pub use realtime::{RealtimeSettings, Steer, VoiceApi};
+pub use record::{RecordDatabase, RecordSettings};
 #[cfg(test)]
 mod tests;

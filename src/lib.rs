@@ -22,7 +22,8 @@
 //!   loop), [`moderation`], [`orchestrator`].
 //! - Backends: [`store`] (`SessionStore`: memory and Redis), [`memory`] (agent memory, Agents
 //!   SDK layout), [`broker`] (`Broker`: memory and Redis, `Frame`), [`upstream`] (the
-//!   OpenAI-compatible client), [`auth`] (session and user tokens).
+//!   OpenAI-compatible client), [`auth`] (session and user tokens), [`record`] (the
+//!   conversation record: its buffer, its SQL store, the flusher, the price table).
 //! - Leaves: [`config`] (typed settings), [`clock`], [`domain`] (id newtypes), [`tasks`]
 //!   (owned background work),
 //!   [`telemetry`] (logs and traces), [`metrics`] (the Prometheus recorder).
@@ -39,6 +40,7 @@ pub mod metrics;
 pub mod moderation;
 pub mod orchestrator;
 pub mod realtime;
+pub mod record;
 pub mod scenario;
 pub mod sessions;
 pub mod startup;

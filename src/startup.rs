@@ -68,6 +68,7 @@ impl Application {
             store,
             memory,
             calls,
+            record_buffer,
         } = backends::connect(shared).await?;
         let scenarios = Arc::new(scenarios);
         let tools = Arc::new(tools);
@@ -86,6 +87,7 @@ impl Application {
             moderator: moderator.clone(),
             settings: session_settings(&config),
             live_calls: std::sync::OnceLock::new(),
+            record: backends::recorder(&config, record_buffer, &tasks).await?,
         });
         let calls = Arc::new(calls);
         let call_deps = wire_calls(&config, &sessions, &calls, &instance_id, &tasks, adopt_now);
@@ -223,6 +225,7 @@ fn wire_calls(
         sessions: sessions.clone(),
         calls: calls.clone(),
         realtime: config.realtime.clone(),
+        realtime_model: config.realtime_model.clone(),
         api_key: config.openai_api_key.clone(),
         instance_id: instance_id.to_owned(),
         tasks: crate::tasks::Tasks::child_of(tasks),

@@ -10,7 +10,7 @@
 //! | tier | modules | may know |
 //! |---|---|---|
 //! | 0 leaves | `config`, `clock`, `domain` (ids), `tasks`, `telemetry`, `metrics` | std, crates |
-//! | 1 backends | `store`, `memory`, `broker`, `upstream`, `auth` | leaves |
+//! | 1 backends | `store`, `memory`, `broker`, `upstream`, `auth`, `record` | leaves |
 //! | 2 domain | `scenario`, `tools`, `moderation`, `orchestrator` | backends' traits, the upstream client |
 //! | 3 application | `sessions` (use-cases: switch agent, run a tool, publish, claim, end a call), `realtime` | the domain |
 //! | 4 edge | `http`, `ws`, `error`, `state`, `startup` | everything |
@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 fn tier(top: &str) -> Option<u8> {
     Some(match top {
         "config" | "clock" | "domain" | "tasks" | "telemetry" | "metrics" => 0,
-        "store" | "memory" | "broker" | "upstream" | "auth" => 1,
+        "store" | "memory" | "broker" | "upstream" | "auth" | "record" => 1,
         "scenario" | "tools" | "moderation" | "orchestrator" => 2,
         "sessions" | "realtime" | "lifecycle" => 3,
         "http" | "ws" | "error" | "state" | "startup" => 4,

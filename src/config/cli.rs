@@ -121,4 +121,7 @@ pub struct Cli {
     /// Request timeout and graceful shutdown.
     #[command(flatten)]
     pub ops: super::ops::OpsCli,
+    /// The conversation record.
+    #[command(flatten)]
+    pub record: super::record::RecordCli,
 }

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod moderate;
 pub mod openapi;
 pub mod orchestrate;
+pub mod record;
 pub mod responses;
 pub mod scenarios;
 pub mod sdk;
@@ -35,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .merge(scenarios::router())
         .merge(session2::router())
         .merge(sessions::router())
+        .merge(record::router())
         .merge(tools::router())
         .merge(moderate::router())
         .merge(context::router())

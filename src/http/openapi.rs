@@ -27,6 +27,7 @@ use crate::state::AppState;
         super::sdk::create::create, super::sdk::message, super::sdk::transcript, super::sdk::clear,
         super::sdk::pop,
         super::calls::create_call, super::calls::hangup, super::calls::control,
+        super::record::timeline, super::record::export, super::record::list, super::record::erase,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&SessionToken),

@@ -152,6 +152,8 @@ pub async fn execute(
         idempotency: Idempotency::FirstResult,
         rule: AgentRule::ActiveAgent(&s),
         report_refusals: false,
+        by: "rest",
+        call_id: None,
     };
     match state.sessions.run_tool(run).await? {
         ToolRan::Fresh(r) | ToolRan::Repeat(r) => Ok(Json(r.into())),

@@ -34,7 +34,15 @@ pub trait VoiceCall: Send {
     }
     /// Picks up what a previous owner left unfinished.
     async fn resume(&mut self, _core: &mut CallCore) {}
+    /// The client events that give a new call the session's earlier turns `(role, text)`,
+    /// oldest first, so the agent continues instead of starting over.
+    fn seed(&self, turns: &[(String, String)]) -> Vec<Value>;
 }
+
+/// What the agent is told after the earlier turns.
+pub const SEED_NOTE: &str = "The messages above are from an earlier call in this same \
+    conversation; the line dropped and the caller is back. Do not greet them again or start \
+    over: continue from where the conversation stopped.";
 
 /// What every call has, whichever its voice API.
 pub struct CallCore {

@@ -20,6 +20,8 @@ pub struct Call {
     voice: Box<dyn VoiceCall>,
     /// Client events produced in the background (Live delegations), for the sideband loop.
     outbox: Option<tokio::sync::mpsc::UnboundedReceiver<Value>>,
+    /// Its sender, for the seed of earlier turns.
+    to_outbox: tokio::sync::mpsc::UnboundedSender<Value>,
 }
 
 impl Call {
@@ -31,7 +33,7 @@ impl Call {
                 deps.clone(),
                 sid.clone(),
                 call_id.clone(),
-                tx,
+                tx.clone(),
             )),
             VoiceApi::Realtime => Box::new(super::realtime_call::RealtimeCall::default()),
         };
@@ -46,6 +48,32 @@ impl Call {
             core,
             voice,
             outbox: Some(rx),
+            to_outbox: tx,
+        }
+    }
+
+    /// Seeds a new call with the session's earlier turns (once per call, across instances:
+    /// an adopter does not seed again), queued before anything the call itself produces.
+    pub async fn seed(&mut self) {
+        let sessions = &self.core.deps.sessions;
+        let claim = crate::sessions::claim::Claim {
+            store: sessions.store.as_ref(),
+            session: &self.core.sid,
+            key: &format!("seeded:{}", self.core.call_id),
+            ttl: sessions.settings.session_ttl,
+        };
+        if !matches!(claim.first().await, Ok(true)) {
+            return;
+        }
+        let turns = sessions
+            .seed_turns(&self.core.sid, &self.core.call_id)
+            .await;
+        if turns.is_empty() {
+            return;
+        }
+        tracing::info!(call_id = %self.core.call_id, turns = turns.len(), "seeding the call with earlier turns");
+        for ev in self.voice.seed(&turns) {
+            let _ = self.to_outbox.send(ev);
         }
     }
 

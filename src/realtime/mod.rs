@@ -8,6 +8,7 @@
 //! - [`call`]: what both APIs share (`CallCore`) and the `VoiceCall` trait they implement.
 //! - [`realtime_call`]: the Realtime API's call; [`live`]: GPT-Live's (turns from fragments,
 //!   client and Responses delegation).
+//! - [`heard`]: what the user heard of each answer (interruptions), for the record.
 //! - [`command`]: the control commands and their refusals.
 //! - [`client_events`]: the client events it sends and which upstream errors reach the browser.
 //! - [`bus`]: command routing between instances (Redis pub/sub).
@@ -17,6 +18,7 @@ pub mod call;
 pub mod client_events;
 pub mod command;
 pub mod handler;
+pub mod heard;
 pub mod lease;
 pub mod live;
 pub mod realtime_call;
@@ -64,6 +66,8 @@ pub struct CallDeps {
     pub calls: Arc<Calls>,
     /// Lease TTL, sideband URL, what to do on a flagged answer.
     pub realtime: RealtimeSettings,
+    /// The Realtime model calls are created with (for pricing their usage).
+    pub realtime_model: String,
     /// The standard upstream key the sideband attaches with; `None` when offline.
     pub api_key: Option<secrecy::SecretString>,
     /// This instance's id (the lease owner).
@@ -93,6 +97,10 @@ impl crate::sessions::LiveCalls for CallDeps {
             }
         }
     }
+
+    async fn current_call(&self, session: &SessionId) -> Option<String> {
+        self.calls.leases.call_of(session).await.ok().flatten()
+    }
 }
 
 impl CallDeps {
@@ -119,6 +127,10 @@ impl CallDeps {
             agent: name,
         };
         self.sessions.publish(sid, &started).await?;
+        let api = crate::config::VoiceApi::of_call_id(call_id);
+        let data = serde_json::json!({"api": api.as_str(), "agent": started.agent});
+        let note = crate::sessions::record::Note::new("call.started", data).call(call_id);
+        self.sessions.note(sid, note).await;
         let ttl = self.realtime.lease_ttl;
         match self.leases().acquire(sid, &self.instance_id, ttl).await {
             Ok(Some(lease)) => {
@@ -204,6 +216,10 @@ impl CallDeps {
             upstream_reason: end.upstream_reason,
         };
         self.sessions.publish(sid, &data).await?;
+        let note =
+            serde_json::json!({"reason": data.reason, "upstream_reason": data.upstream_reason});
+        let note = crate::sessions::record::Note::new("call.ended", note).call(call_id);
+        self.sessions.note(sid, note).await;
         self.leases().unregister(sid).await?;
         Ok(())
     }

@@ -10,7 +10,9 @@ use super::call::{CallCore, VoiceCall};
 use super::client_events::{output_item, response_create, session_update, system_item};
 use super::command::{Command, CommandError};
 use crate::config::Steer;
+use crate::record::price::Usage;
 use crate::scenario::view::agent_view;
+use crate::sessions::record::Note;
 use crate::sessions::tool_call::{AgentRule, ToolRan};
 use crate::sessions::{Idempotency, SwitchSource, ToolRun};
 use crate::tools::run::{Args, model_output};
@@ -24,12 +26,18 @@ pub struct RealtimeCall {
     responding: bool,
     extra_instructions: Option<String>,
     tail: VecDeque<String>,
+    heard: super::heard::Heard,
 }
 
 #[async_trait::async_trait]
 impl VoiceCall for RealtimeCall {
     /// Handles one server event.
     async fn on_event(&mut self, core: &mut CallCore, ev: &Value) -> Vec<Value> {
+        for (item, patch) in self.heard.on_event(ev) {
+            (core.deps.sessions)
+                .amend_turn(&core.sid, &core.call_id, &item, patch)
+                .await;
+        }
         match ev["type"].as_str().unwrap_or_default() {
             "response.created" => {
                 self.responding = true;
@@ -37,6 +45,7 @@ impl VoiceCall for RealtimeCall {
             }
             "response.done" => {
                 self.responding = false;
+                self.note_usage(core, &ev["response"]).await;
                 vec![]
             }
             "response.output_audio.delta" | "output_audio_buffer.started" => {
@@ -88,6 +97,8 @@ impl VoiceCall for RealtimeCall {
             }
             "error" => {
                 tracing::warn!(call_id = %core.call_id, session_id = %core.sid, error = %ev["error"], "realtime error event");
+                let note = Note::new("error", json!({"error": ev["error"]})).call(&core.call_id);
+                core.deps.sessions.note(&core.sid, note).await;
                 if let Some(e) = super::client_events::browser_error(&core.call_id, ev) {
                     core.publish(&e).await;
                 }
@@ -95,6 +106,23 @@ impl VoiceCall for RealtimeCall {
             }
             _ => vec![],
         }
+    }
+
+    fn seed(&self, turns: &[(String, String)]) -> Vec<Value> {
+        let mut out: Vec<Value> = turns
+            .iter()
+            .map(|(role, text)| {
+                let part = if role == "user" {
+                    "input_text"
+                } else {
+                    "output_text"
+                };
+                json!({"type": "conversation.item.create", "item": {"type": "message",
+                    "role": role, "content": [{"type": part, "text": text}]}})
+            })
+            .collect();
+        out.push(system_item(super::call::SEED_NOTE));
+        out
     }
 
     /// Applies a control command.
@@ -190,6 +218,8 @@ impl RealtimeCall {
             idempotency: Idempotency::AnswerOnce,
             rule: AgentRule::Any,
             report_refusals: true,
+            by: "sideband",
+            call_id: Some(&core.call_id),
         };
         match core.deps.sessions.run_tool(run).await {
             Ok(ToolRan::Fresh(report)) | Ok(ToolRan::Repeat(report)) => {
@@ -218,12 +248,17 @@ impl RealtimeCall {
         }
         core.publish(&TranscriptUser {
             call_id: core.call_id.clone(),
-            item_id: Some(item_id),
+            item_id: Some(item_id.clone()),
             text: text.clone(),
         })
         .await;
         core.remember(json!({"role": "user", "content": text}))
             .await;
+        let data = self.heard.user_turn(&item_id, &text);
+        let note = Note::new("turn.user", data)
+            .call(&core.call_id)
+            .key(&item_id);
+        core.deps.sessions.note(&core.sid, note).await;
         self.push_tail(format!("user: {text}"));
         let Some((scn, active)) = core.active().await else {
             return vec![];
@@ -237,7 +272,16 @@ impl RealtimeCall {
         let tail: Vec<String> = self.tail.iter().cloned().collect();
         let upstream = core.deps.sessions.upstream.as_ref();
         let d = crate::orchestrator::decide(&scn, agent, &text, &tail, upstream).await;
-        if d.chosen == active || scn.agent(&d.chosen).is_none() {
+        let o = crate::sessions::orchestrate::Orchestrated {
+            decision: d.clone(),
+            from: active.clone(),
+            changed: d.chosen != active && scn.agent(&d.chosen).is_some(),
+            event_seq: None,
+        };
+        (core.deps.sessions)
+            .note_orchestration(&core.sid, Some(&core.call_id), &o)
+            .await;
+        if !o.changed {
             return vec![];
         }
         self.switch(
@@ -273,6 +317,12 @@ impl RealtimeCall {
         .await;
         core.remember(json!({"role": "assistant", "content": text}))
             .await;
+        let data = self.heard.assistant_turn(item_id, response_id, &text);
+        let note = Note::new("turn.assistant", data)
+            .call(&core.call_id)
+            .agent(&active)
+            .key(item_id);
+        core.deps.sessions.note(&core.sid, note).await;
         self.push_tail(format!("assistant: {text}"));
         let judged = (core.deps.sessions)
             .moderate_answer(&core.sid, &text, &scn.company_name)
@@ -333,6 +383,22 @@ impl RealtimeCall {
             return vec![];
         };
         self.agent_update(core, &now).await.into_iter().collect()
+    }
+
+    /// Records a response's token usage, priced for the call's model.
+    async fn note_usage(&self, core: &CallCore, response: &Value) {
+        let usage = &response["usage"];
+        if !usage.is_object() {
+            return;
+        }
+        let model = response["model"]
+            .as_str()
+            .unwrap_or(&core.deps.realtime_model)
+            .to_owned();
+        let data = json!({"response_id": response["id"], "status": response["status"]});
+        let mut note = Note::new("usage", data).call(&core.call_id);
+        note.usage = Some((model, Usage::from_api(usage)));
+        core.deps.sessions.note(&core.sid, note).await;
     }
 
     fn push_tail(&mut self, line: String) {

@@ -129,6 +129,7 @@ async fn run(
     let mut call = Call::new(state.clone(), sid.clone(), call_id.clone());
     let mut outbox = call.take_outbox().expect("a new call has its outbox");
     call.resume().await;
+    call.seed().await;
     let mut backoff = Duration::from_millis(100);
     tracing::info!(session_id = %sid, call_id, fence = lease.fence, "sideband holding the call");
     'attach: while !call.ended() && !*lost.borrow() {

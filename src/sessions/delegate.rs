@@ -29,6 +29,8 @@ pub struct Delegate<'a> {
     pub observer: Option<CallObserver<'a>>,
     /// Results of tools an earlier run of this task finished, reused instead of running them.
     pub replay: Option<Replay<'a>>,
+    /// The call it serves, for the record.
+    pub call_id: Option<&'a str>,
 }
 
 /// What a delegation produced.
@@ -117,7 +119,28 @@ impl Sessions {
             out.output_tokens += turn.usage["output_tokens"].as_u64().unwrap_or(0);
             for report in &turn.tool_reports {
                 self.publish(d.session, report).await?;
+                let args = turn
+                    .new_items
+                    .iter()
+                    .find(|i| {
+                        i["type"] == "function_call"
+                            && i["call_id"].as_str() == report.correlation_id.as_deref()
+                    })
+                    .and_then(|i| i["arguments"].as_str())
+                    .map(|a| serde_json::from_str(a).unwrap_or_else(|_| json!(a)))
+                    .unwrap_or(Value::Null);
+                let by = super::ToolBy {
+                    by: "delegation",
+                    call_id: d.call_id,
+                };
+                self.note_tool(d.session, report, args, by).await;
             }
+            let usage = crate::record::price::Usage::from_api(&turn.usage);
+            let mut note =
+                super::record::Note::new("usage", json!({"source": "delegation"})).agent(&current);
+            note.call_id = d.call_id;
+            note.usage = Some((DELEGATION_MODEL.to_owned(), usage));
+            self.note(d.session, note).await;
             input.extend(turn.new_items.iter().cloned());
             out.answer = turn.output_text;
             let Some(target) = turn.handoff else { break };

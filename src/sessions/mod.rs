@@ -11,6 +11,7 @@
 //! - [`claim`]: claim an idempotency key, or wait for and return the first answer.
 //! - [`lifecycle`]: find a session, re-creating a lost one from its token.
 //! - [`agent`]: multi-turn server agent sessions (`/api/sdk/session/*`).
+//! - [`record`]: the conversation record's one entry point ([`Sessions::note`]) and readers.
 //!
 //! [`Sessions`] holds the narrow set of backends these need (not the edge's `AppState`).
 //! Errors are [`SessionError`]; the edge maps them to statuses in one file.
@@ -22,6 +23,7 @@ pub mod health;
 pub mod lifecycle;
 pub mod moderate;
 pub mod orchestrate;
+pub mod record;
 pub mod switch;
 pub mod tool_call;
 
@@ -40,7 +42,7 @@ use crate::tools::ToolRegistry;
 use crate::upstream::UpstreamClient;
 
 pub use switch::{Switch, SwitchSource, Switched};
-pub use tool_call::{Idempotency, ToolRun, ToolRunError};
+pub use tool_call::{Idempotency, ToolBy, ToolRun, ToolRunError};
 
 /// The settings the use-cases read.
 #[derive(Debug, Clone)]
@@ -76,6 +78,8 @@ pub struct Sessions {
     /// The live calls, told when an agent switch from outside a call must reach the call
     /// (set once at startup; weak, since the calls hold these use-cases).
     pub live_calls: std::sync::OnceLock<std::sync::Weak<dyn LiveCalls>>,
+    /// The conversation record; `None` when it is off.
+    pub record: Option<Arc<record::Recorder>>,
 }
 
 /// What the session use-cases need from the calls layer: a switch made outside a call (the
@@ -85,6 +89,8 @@ pub struct Sessions {
 pub trait LiveCalls: Send + Sync {
     /// `agent` is now in charge of `session`; update its live call, if it has one.
     async fn agent_changed(&self, session: &SessionId, agent: &str);
+    /// The id of `session`'s call in progress, if it has one.
+    async fn current_call(&self, session: &SessionId) -> Option<String>;
 }
 
 /// Why a session use-case failed.

@@ -74,6 +74,16 @@ impl Sessions {
             .moderate(text, company, self.upstream.as_ref())
             .await;
         let mut event_seq = None;
+        if let Some(sid) = session {
+            let data = serde_json::json!({
+                "source": source.as_str(),
+                "allowed": decision.allowed,
+                "categories": decision.categories,
+                "sanitized_text": decision.sanitized_text,
+            });
+            self.note(sid, super::record::Note::new("moderation", data))
+                .await;
+        }
         if let Some(sid) = session
             && !decision.allowed
         {

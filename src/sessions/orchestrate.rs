@@ -55,6 +55,9 @@ impl Sessions {
             decision: decision.clone(),
         };
         let Some(sid) = o.session.filter(|_| out.changed) else {
+            if let Some(sid) = o.session {
+                self.note_orchestration(sid, None, &out).await;
+            }
             return Ok(out);
         };
         let switch = Switch {
@@ -78,6 +81,26 @@ impl Sessions {
                 out.decision = decision;
             }
         }
+        self.note_orchestration(sid, None, &out).await;
         Ok(out)
+    }
+
+    /// Records an orchestration decision, whether or not it switched (REST and the sideband).
+    pub async fn note_orchestration(
+        &self,
+        session: &SessionId,
+        call_id: Option<&str>,
+        o: &Orchestrated,
+    ) {
+        let data = serde_json::json!({
+            "from": o.from,
+            "chosen": o.decision.chosen,
+            "changed": o.changed,
+            "reason": o.decision.reason,
+            "confidence": o.decision.confidence,
+        });
+        let mut note = super::record::Note::new("orchestration", data).agent(&o.from);
+        note.call_id = call_id;
+        self.note(session, note).await;
     }
 }

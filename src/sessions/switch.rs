@@ -99,6 +99,13 @@ impl Sessions {
             source: sw.source.as_str().to_owned(),
         };
         let published = self.publish(session, &data).await?;
+        let note = serde_json::json!({"from": data.from, "to": data.to, "source": data.source,
+            "reason": data.reason, "confidence": data.confidence});
+        self.note(
+            session,
+            super::record::Note::new("agent.switch", note).agent(&data.to),
+        )
+        .await;
         if sw.tell_call
             && let Some(calls) = self.live_calls.get().and_then(std::sync::Weak::upgrade)
         {

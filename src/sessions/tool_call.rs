@@ -53,6 +53,19 @@ pub struct ToolRun<'a> {
     /// True: a call that cannot run (unknown tool, bad arguments) becomes a `success:
     /// false` result for the model, published like any other. False: it is an error.
     pub report_refusals: bool,
+    /// Who asked, for the record: `sideband`, `rest`, `delegation` or `server_agent`.
+    pub by: &'static str,
+    /// The call it belongs to, for the record.
+    pub call_id: Option<&'a str>,
+}
+
+/// Who ran a tool, for the record.
+#[derive(Debug, Clone, Copy)]
+pub struct ToolBy<'a> {
+    /// `sideband`, `rest`, `delegation` or `server_agent`.
+    pub by: &'static str,
+    /// The call it belongs to.
+    pub call_id: Option<&'a str>,
 }
 
 /// What a tool run did.
@@ -172,10 +185,19 @@ impl Sessions {
         if let Some(earlier) = earlier {
             return Ok(earlier);
         }
+        let arguments = match run.args {
+            Args::Json(v) => v.clone(),
+            Args::Text(t) => serde_json::from_str(t).unwrap_or_else(|_| t.into()),
+        };
         let result = match checked {
             Ok(args) => self.runner().execute(call, args).await,
             Err(e) => crate::tools::run::refused(call, e),
         };
+        let by = ToolBy {
+            by: run.by,
+            call_id: run.call_id,
+        };
+        self.note_tool(run.session, &result, arguments, by).await;
         if let (Idempotency::FirstResult, Some(c)) = (run.idempotency, &claim) {
             c.answer(&result).await?;
         }
@@ -188,6 +210,29 @@ impl Sessions {
             None => self.publish(run.session, &result).await?,
         };
         Ok(ToolRan::Fresh(result))
+    }
+
+    /// Records a tool call that ran (from any path: this one, delegations, server agents).
+    pub async fn note_tool(
+        &self,
+        session: &SessionId,
+        result: &ToolResult,
+        arguments: serde_json::Value,
+        by: ToolBy<'_>,
+    ) {
+        let data = serde_json::json!({
+            "tool": result.tool,
+            "arguments": arguments,
+            "correlation_id": result.correlation_id,
+            "success": result.success,
+            "result": result.output,
+            "error": result.error,
+            "duration_ms": result.duration_ms,
+            "by": by.by,
+        });
+        let mut note = super::record::Note::new("tool.call", data);
+        note.call_id = by.call_id;
+        self.note(session, note).await;
     }
 
     fn check_agent_rule(&self, state: &SessionState, tool: &str) -> Result<(), ToolRunError> {

@@ -42,6 +42,8 @@ pub(super) struct Backends {
     pub store: Arc<dyn SessionStore>,
     pub memory: Arc<dyn AgentMemory>,
     pub calls: Calls,
+    /// Where accepted record entries wait for the database.
+    pub record_buffer: Arc<dyn crate::record::RecordBuffer>,
 }
 
 /// Embedded mode without a Redis URL, Redis mode with one.
@@ -61,6 +63,7 @@ pub(super) fn embedded(s: Shared<'_>) -> Backends {
         store: MemoryStore::new(config.session_ttl),
         memory: Arc::new(InMemory::new(agents.memory_max_items).with_ttl(agents.memory_ttl)),
         calls: Calls::new(Arc::new(MemoryLeases::default()), s.local_calls, None),
+        record_buffer: Arc::new(crate::record::buffer::MemoryBuffer::default()),
     }
 }
 
@@ -115,6 +118,10 @@ pub(super) async fn redis(url: &str, s: Shared<'_>) -> anyhow::Result<Backends> 
         store: Arc::new(store),
         memory: Arc::new(memory),
         calls: Calls::new(Arc::new(leases), s.local_calls, Some(bus)),
+        record_buffer: Arc::new(crate::record::redis::RedisBuffer::new(
+            clients.client.clone(),
+            &config.redis_prefix,
+        )),
     })
 }
 
@@ -134,4 +141,49 @@ pub(super) fn spawn_position_check(
             b.check_positions().await;
         }
     });
+}
+
+/// The conversation record: its database (migrated), the price table, and the flusher that
+/// moves `buffer`'s entries into the database. `None` when `SWITCHBOARD_RECORD=off`.
+pub(super) async fn recorder(
+    config: &Config,
+    buffer: Arc<dyn crate::record::RecordBuffer>,
+    tasks: &Tasks,
+) -> anyhow::Result<Option<Arc<crate::sessions::record::Recorder>>> {
+    use crate::config::RecordDatabase;
+    let rs = &config.record;
+    if rs.database == RecordDatabase::Off {
+        return Ok(None);
+    }
+    let prices = crate::record::price::PriceTable::load(rs.prices.as_deref())?;
+    let what = match &rs.database {
+        RecordDatabase::Postgres(u) => format!("Postgres at {}", redact(u)),
+        RecordDatabase::Sqlite(p) => format!("SQLite {p}"),
+        RecordDatabase::Off => unreachable!(),
+    };
+    let store = crate::record::sql::SqlRecord::connect(&rs.database)
+        .await
+        .with_context(|| format!("opening the conversation record ({what})"))?;
+    let store: Arc<dyn crate::record::RecordStore> = Arc::new(store);
+    let flusher = Arc::new(crate::record::flush::Flusher {
+        buffer: buffer.clone(),
+        store: store.clone(),
+        every: rs.flush_every,
+        retention: rs.retention,
+    });
+    // The flusher holds itself weakly; the task keeps the one strong reference.
+    let weak = Arc::downgrade(&flusher);
+    let stop = tasks.token().clone();
+    tasks.spawn(async move {
+        let _keep = flusher;
+        crate::record::flush::Flusher::run(weak, stop).await;
+    });
+    tracing::info!(store = %what, "conversation record on");
+    Ok(Some(Arc::new(crate::sessions::record::Recorder {
+        buffer,
+        store,
+        prices,
+        redact: rs.redact,
+        seed_tokens: rs.seed_tokens,
+    })))
 }

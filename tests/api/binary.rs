@@ -18,6 +18,7 @@ fn free_port() -> u16 {
 fn bare_command() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
     cmd.env_clear()
+        .env("SWITCHBOARD_RECORD_SQLITE", ":memory:")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

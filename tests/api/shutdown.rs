@@ -18,6 +18,7 @@ async fn start(upstream: &wiremock::MockServer) -> (tokio::process::Child, u16) 
         .port();
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .env_clear()
+        .env("SWITCHBOARD_RECORD_SQLITE", ":memory:")
         .env("SWITCHBOARD_PORT", port.to_string())
         .env("OPENAI_API_KEY", UPSTREAM_KEY)
         .env("OPENAI_BASE_URL", format!("{}/v1", upstream.uri()))
@@ -152,6 +153,7 @@ async fn no_log_line_or_response_carries_the_key_or_a_session_token() {
     let logs = tempfile::NamedTempFile::new().unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .env_clear()
+        .env("SWITCHBOARD_RECORD_SQLITE", ":memory:")
         .env("SWITCHBOARD_PORT", port.to_string())
         .env("OPENAI_API_KEY", UPSTREAM_KEY)
         .env("OPENAI_BASE_URL", format!("{}/v1", upstream.uri()))

@@ -153,6 +153,7 @@ impl Job {
             task,
             observer: Some(&progress),
             replay: Some(&replay),
+            call_id: Some(&self.call_id),
         };
         let (answer, agent) = match sessions.delegate(asked).await {
             Ok(done) => {
@@ -251,6 +252,14 @@ impl Job {
             late,
         };
         publish(sessions, &self.sid, &done).await;
+        let data = serde_json::json!({
+            "delegation_id": done.delegation_id, "task": record.task, "answer": done.output,
+            "duration_ms": done.duration_ms, "late": done.late,
+        });
+        let note = crate::sessions::record::Note::new("delegation", data)
+            .call(&self.call_id)
+            .agent(&done.agent);
+        sessions.note(&self.sid, note).await;
         forget(sessions, &self.sid, &record.id).await;
     }
 }

@@ -25,6 +25,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::record::price::Usage;
+use crate::sessions::record::Note;
 use proto_events::events::{TranscriptAssistant, TranscriptUser};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -169,6 +171,9 @@ impl LiveCall {
 
     /// Records the session's usage (Live reports cumulative seconds).
     async fn add_usage(&self, seconds: Option<f64>, input: u64, output: u64) {
+        let before = (self.sessions().usage(&self.sid).await.ok().flatten())
+            .and_then(|u| u["seconds"].as_f64())
+            .unwrap_or(0.0);
         if let Err(e) = self
             .sessions()
             .add_usage(&self.sid, seconds, input, output)
@@ -176,6 +181,29 @@ impl LiveCall {
         {
             tracing::warn!(error = %e, call_id = %self.call_id, "recording usage failed");
         }
+        // Live reports cumulative seconds per call: the record keeps each increase.
+        let billed_ms = seconds.map_or(0, |s| {
+            let delta = if s >= before { s - before } else { s };
+            (delta * 1000.0).round() as u64
+        });
+        if billed_ms == 0 && input == 0 && output == 0 {
+            return;
+        }
+        let usage = Usage {
+            input_text_tokens: input,
+            output_text_tokens: output,
+            billed_ms,
+            ..Usage::default()
+        };
+        let source = if seconds.is_some() {
+            "voice"
+        } else {
+            "backend"
+        };
+        let mut note = Note::new("usage", json!({"source": source, "seconds_total": seconds}))
+            .call(&self.call_id);
+        note.usage = Some((self.deps.realtime.live_model.clone(), usage));
+        self.sessions().note(&self.sid, note).await;
     }
 
     async fn on_fragment(&mut self, ev: &Value, user: bool) {
@@ -248,6 +276,11 @@ impl LiveCall {
             json!({"role": "assistant", "content": text}),
         )
         .await;
+        let turn = json!({"text": text, "generated_text": text, "interrupted": false});
+        let note = Note::new("turn.assistant", turn)
+            .call(&self.call_id)
+            .agent(&data.agent);
+        self.sessions().note(&self.sid, note).await;
         let judged = (self.sessions())
             .moderate_answer(&self.sid, &text, &scn.company_name)
             .await;
@@ -394,6 +427,28 @@ impl VoiceCall for LiveCall {
         self.tick().await
     }
 
+    fn seed(&self, turns: &[(String, String)]) -> Vec<Value> {
+        // Live takes no conversation items: the earlier turns go in as an instructions
+        // append, the most recent ones that fit.
+        let mut lines: Vec<String> = Vec::new();
+        let mut room = 1800usize;
+        for (role, text) in turns.iter().rev() {
+            let line = format!("{role}: {text}");
+            if line.len() + 1 > room {
+                break;
+            }
+            room -= line.len() + 1;
+            lines.push(line);
+        }
+        lines.reverse();
+        let content = format!(
+            "Earlier in this conversation:\n{}\n\n{}",
+            lines.join("\n"),
+            super::call::SEED_NOTE
+        );
+        vec![append("session.instructions.append", None, &content)]
+    }
+
     async fn resume(&mut self, _core: &mut CallCore) {
         self.resume_pending().await;
     }
@@ -450,4 +505,6 @@ async fn publish_user(deps: &CallDeps, sid: &SessionId, call_id: &str, text: Str
         json!({"role": "user", "content": text}),
     )
     .await;
+    let note = Note::new("turn.user", json!({"text": text})).call(call_id);
+    deps.sessions.note(sid, note).await;
 }

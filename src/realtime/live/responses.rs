@@ -80,6 +80,8 @@ impl LiveCall {
             idempotency: Idempotency::AnswerOnce,
             rule: AgentRule::ActiveAgent(&state),
             report_refusals: true,
+            by: "delegation",
+            call_id: Some(&self.call_id),
         };
         match self.sessions().run_tool(run).await {
             Ok(ToolRan::Fresh(r) | ToolRan::Repeat(r)) => vec![output(model_output(&r))],

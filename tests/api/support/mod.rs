@@ -6,6 +6,7 @@
 pub mod channel;
 pub mod cluster;
 pub mod model;
+pub mod postgres;
 pub mod realtime;
 pub mod redis;
 pub mod tcp_proxy;

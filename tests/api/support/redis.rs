@@ -163,6 +163,8 @@ pub fn spawn_instance_process_at(
         .env("SWITCHBOARD_ALLOW_ANONYMOUS", "true")
         .env("SWITCHBOARD_RATE_LIMIT_IP", "off")
         .env("SWITCHBOARD_RATE_LIMIT_USER", "off")
+        // Each instance its own in-memory record unless the test names a database.
+        .env("SWITCHBOARD_RECORD_SQLITE", ":memory:")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true);
