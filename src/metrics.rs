@@ -16,6 +16,12 @@
 //! | `switchboard_upstream_requests_total` | counter | `endpoint`, `status` (`timeout`, `transport` on failure) |
 //! | `switchboard_upstream_request_duration_seconds` | histogram | `endpoint` |
 //! | `switchboard_rate_limited_total` | counter | `scope` (`ip`, `user`) |
+//! | `switchboard_tokens_total` | counter | `model`, `scenario`, `agent`, `kind` (`input_text`, `input_audio`, `cached_text`, `cached_audio`, `output_text`, `output_audio`) |
+//! | `switchboard_voice_billed_ms_total` | counter | `model`, `scenario`, `agent` (voice billed by time: GPT-Live) |
+//! | `switchboard_cost_nanousd_total` | counter | `model`, `scenario`, `agent` (billionths of a US dollar, from the price table) |
+//! | `switchboard_record_flushed_total` | counter | (record items written to the database) |
+//! | `switchboard_record_flush_errors_total` | counter | (failed flush passes; items stay buffered) |
+//! | `switchboard_record_errors_total` | counter | `op` (`db`, `buffer`) |
 //!
 //! One recorder serves the whole process (tests run many apps in one process and share it).
 
@@ -74,6 +80,8 @@ static LAG: std::sync::LazyLock<metrics::Histogram> =
 fn export_alerting_counters() {
     metrics::counter!("switchboard_slow_consumer_closes_total").absolute(0);
     metrics::counter!("switchboard_redis_reconnects_total").absolute(0);
+    metrics::counter!("switchboard_record_flushed_total").absolute(0);
+    metrics::counter!("switchboard_record_flush_errors_total").absolute(0);
     for op in ["broker", "store", "memory", "lease", "replica_wait"] {
         metrics::counter!("switchboard_redis_errors_total", "op" => op).absolute(0);
     }

@@ -219,19 +219,102 @@ async function start() {
     client.on('*', (ev) => {
       logLine(`#${ev.seq} ${ev.type} ${summary(ev)}`, { seq: String(ev.seq), type: ev.type });
       $('session-info').textContent = `session ${client.sessionId} · epoch ${client.epoch} · seq ${client.seq}`;
+      scheduleTimeline();
     });
     client.on('agent.switch', (ev) => markActive(ev.data.to));
     const session = await client.bootstrap();
     client.connect();
     $('session-info').textContent = `session ${session.session_id} · epoch ${session.events.epoch}`;
     renderAgents(session, session.root_agent);
-    for (const id of ['agents-card', 'actions', 'events-card']) show(id);
+    for (const id of ['agents-card', 'actions', 'record-card', 'events-card']) show(id);
+    $('timeline').replaceChildren();
+    refreshTimeline();
     setupVoice(session);
   } catch (e) {
     $('setup-error').textContent = e.message ?? String(e);
     show('setup-error');
   } finally {
     $('start').disabled = false;
+  }
+}
+
+// The conversation record: one line per item, refreshed as events arrive.
+function describe(item) {
+  const d = item.data ?? {};
+  const json = (v) => JSON.stringify(v ?? null);
+  switch (item.kind) {
+    case 'turn.user': return `caller: ${d.text ?? ''}`;
+    case 'turn.assistant': return `${item.agent ?? 'assistant'}: ${d.text ?? ''}`
+      + (d.interrupted ? ' [interrupted]' : '');
+    case 'tool.call': return `${d.tool}(${json(d.arguments)}) → ${d.success ? json(d.result).slice(0, 200) : `error: ${d.error}`} `
+      + `(${d.duration_ms} ms, ${d.by})`;
+    case 'agent.switch': return `${d.from} → ${d.to} (${d.source}): ${d.reason ?? ''}`;
+    case 'orchestration': return `orchestrator: ${d.chosen}${d.changed ? ' (switched)' : ''}: ${d.reason ?? ''}`;
+    case 'moderation': return `moderation: ${d.allowed ? 'allowed' : `flagged ${json(d.categories)}`}`;
+    case 'usage': return `usage ${d.model ?? ''}: $${item.cost_usd ?? '0'}`;
+    case 'delegation': return `delegated "${d.task}" → ${d.answer}${d.late ? ' (late)' : ''}`;
+    default: return `${item.kind} ${json(d).slice(0, 160)}`;
+  }
+}
+
+let timelineTimer = null;
+async function refreshTimeline() {
+  if (!client?.sessionId) return;
+  try {
+    const items = [];
+    let after = 0;
+    let cost = '0.00';
+    for (;;) {
+      const page = await client.timeline({ after, limit: 500 });
+      items.push(...page.items);
+      cost = page.cost_usd;
+      if (page.next_cursor === null) break;
+      after = page.next_cursor;
+    }
+    $('timeline').replaceChildren(...items.map((item) => {
+      const li = document.createElement('li');
+      li.dataset.kind = item.kind;
+      li.dataset.seq = String(item.seq);
+      if (item.data?.interrupted) li.dataset.interrupted = 'true';
+      li.textContent = describe(item);
+      if (item.data?.interrupted && item.data?.generated_text) {
+        li.title = `generated: ${item.data.generated_text}`;
+      }
+      return li;
+    }));
+    $('timeline-cost').textContent = `($${cost} so far)`;
+    $('timeline-cost').dataset.cost = cost;
+  } catch (e) {
+    $('timeline-cost').textContent = `(record unavailable: ${e.message})`;
+  }
+}
+
+function scheduleTimeline() {
+  clearTimeout(timelineTimer);
+  timelineTimer = setTimeout(refreshTimeline, 300);
+}
+
+async function loadPast() {
+  show('past-error', false);
+  try {
+    const probe = client ?? new SwitchboardClient({ baseUrl: location.origin });
+    const list = await probe.listSessions($('past-key').value, { limit: 50 });
+    $('past-rows').replaceChildren(...list.sessions.map((s) => {
+      const tr = document.createElement('tr');
+      tr.dataset.session = s.session_id;
+      for (const v of [s.started_at.replace('T', ' ').slice(0, 19), s.scenario, s.user_id ?? '',
+        s.turns, s.tool_calls, s.cost_usd, s.live ? 'live' : '']) {
+        const td = document.createElement('td');
+        td.textContent = String(v);
+        tr.append(td);
+      }
+      return tr;
+    }));
+    show('past');
+  } catch (e) {
+    $('past-error').textContent = e.message ?? String(e);
+    show('past-error');
+    show('past', false);
   }
 }
 
@@ -258,6 +341,8 @@ $('moderate').addEventListener('click', () => act('moderation',
   () => client.moderate($('moderate-text').value)));
 $('drop').addEventListener('click', () => client?.dropConnection());
 $('voice-start').addEventListener('click', startVoice);
+$('timeline-refresh').addEventListener('click', refreshTimeline);
+$('past-load').addEventListener('click', loadPast);
 $('voice-stop').addEventListener('click', stopVoice);
 
 loadScenarios().catch((e) => {

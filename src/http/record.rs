@@ -322,7 +322,11 @@ pub async fn list(
 ) -> Result<Json<SessionList>, ApiError> {
     match classify(&state, &headers).await? {
         Caller::ApiKey => {}
-        Caller::Anonymous => return Err(crate::auth::TokenError::Missing.into()),
+        Caller::Anonymous => {
+            return Err(ApiError::unauthorized(
+                "listing sessions needs the server API key (Authorization: Bearer <key>)",
+            ));
+        }
         _ => return Err(forbidden("listing sessions needs the server API key")),
     }
     let rec = recorder(&state)?;

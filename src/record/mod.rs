@@ -342,7 +342,8 @@ pub fn rfc3339_ms(ms: i64) -> String {
 /// Parses RFC 3339 (`2026-12-02T10:00:00Z`, optional fraction and offset) to Unix ms.
 pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     let s = s.trim();
-    if s.len() < 20 || !s.is_char_boundary(19) {
+    // RFC 3339 is ASCII; anything else cannot be one (and would not slice by bytes).
+    if s.len() < 20 || !s.is_ascii() {
         return None;
     }
     let (date, rest) = s.split_at(10);
@@ -435,6 +436,8 @@ mod tests {
             Some(1_796_169_600_000)
         );
         assert_eq!(parse_rfc3339_ms("yesterday"), None);
+        assert_eq!(parse_rfc3339_ms("¶}Æ%ª\u{d921c}Í¤rALpÆ¾"), None);
+        assert_eq!(parse_rfc3339_ms("2026-12-02T00:00:00.Z"), None);
     }
 
     #[test]

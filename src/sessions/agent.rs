@@ -325,6 +325,9 @@ pub async fn run_message(
         let model = msg.model.clone().unwrap_or_else(|| spec.model.clone());
         let mut current = msg.agent.clone().unwrap_or_else(|| spec.agent_name.clone());
         let mut input = state.memory.get_items(id.as_str(), None).await?;
+        if let Some(heard) = linked_call_context(state, &spec).await {
+            input.insert(0, heard);
+        }
         let user_item = json!({"role": "user", "content": msg.user_input});
         input.push(user_item.clone());
         let mut written = vec![user_item];
@@ -382,10 +385,69 @@ pub async fn run_message(
                 .await
                 .inspect_err(|e| tracing::error!(error = %e, agent_session = %id, "publishing a server agent turn failed"))
                 .is_ok();
+            if let Ok(rsid) = rt.parse::<SessionId>() {
+                note_turn(state, &rsid, id, &msg.user_input, &out, &reports, &written).await;
+            }
         }
         Ok(out)
     })
     .await
+}
+
+/// What was said on the linked voice session's calls (its record, the assistant as heard),
+/// as a system item ahead of the agent session's own conversation.
+async fn linked_call_context(state: &Sessions, spec: &AgentSpec) -> Option<Value> {
+    let rsid: SessionId = spec.realtime_session_id.as_deref()?.parse().ok()?;
+    let turns = state.seed_turns(&rsid, "").await;
+    if turns.is_empty() {
+        return None;
+    }
+    let lines: Vec<String> = turns
+        .iter()
+        .map(|(role, text)| format!("{role}: {text}"))
+        .collect();
+    Some(json!({"role": "system", "content": format!(
+        "The conversation so far on the linked voice call (the assistant's lines are what the \
+         caller heard):\n{}",
+        lines.join("\n")
+    )}))
+}
+
+/// Records a server agent's turn in the linked voice session's record: the input, each
+/// tool call (`by: server_agent`) and the answer.
+async fn note_turn(
+    state: &Sessions,
+    rsid: &SessionId,
+    id: &SessionId,
+    user_input: &str,
+    out: &Outcome,
+    reports: &[proto_events::events::ToolResult],
+    written: &[Value],
+) {
+    use super::record::Note;
+    let via = json!({"text": user_input, "via": "server_agent", "agent_session_id": id.as_str()});
+    state.note(rsid, Note::new("turn.user", via)).await;
+    for report in reports {
+        let args = written
+            .iter()
+            .find(|i| {
+                i["type"] == "function_call"
+                    && i["call_id"].as_str() == report.correlation_id.as_deref()
+            })
+            .and_then(|i| i["arguments"].as_str())
+            .map(|a| serde_json::from_str(a).unwrap_or_else(|_| json!(a)))
+            .unwrap_or(Value::Null);
+        let by = super::ToolBy {
+            by: "server_agent",
+            call_id: None,
+        };
+        state.note_tool(rsid, report, args, by).await;
+    }
+    let said = json!({"text": out.final_output, "generated_text": out.final_output, "interrupted": false,
+                      "via": "server_agent", "agent_session_id": id.as_str()});
+    state
+        .note(rsid, Note::new("turn.assistant", said).agent(&out.agent))
+        .await;
 }
 
 /// Publishes a turn on the linked realtime session: each tool result, each handoff (as

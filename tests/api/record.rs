@@ -576,3 +576,61 @@ async fn the_session_list_filters_sorts_pages_and_exports() {
     assert_eq!(p2["items"].as_array().unwrap().len(), 1);
     assert_eq!(p2["next_cursor"], Value::Null);
 }
+
+#[tokio::test]
+async fn a_linked_server_agent_reads_the_calls_record_and_adds_its_own_turns() {
+    use crate::sdk_sessions::{AgentSession, call, say};
+    let mut t = setup("salesAgent").await;
+    start_call(&mut t).await;
+    user_says(&t, "u1", "My order number is SNP-20230914-001.");
+    items_until(&t.app, &t.s.id, "the caller's turn", |i| {
+        of_kind(i, "turn.user").len() == 1
+    })
+    .await;
+    let body = json!({"realtime_session_id": t.s.id});
+    let (st, b) = call(
+        &t.app,
+        "POST",
+        "/api/sdk/session/create",
+        Some(&t.s.token),
+        body,
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+    let a = AgentSession {
+        id: b["session_id"].as_str().unwrap().into(),
+        token: b["token"].as_str().unwrap().into(),
+    };
+    let before = crate::support::model::model_requests(&t.model).await.len();
+    say(
+        &t.app,
+        &a,
+        r#"call:lookupOrders:{"phoneNumber":"+1 206 555 0100"}"#,
+    )
+    .await;
+    let asked = crate::support::model::model_requests(&t.model).await;
+    let seen = asked[before..].iter().any(|r| {
+        r["input"][0]["role"] == "system"
+            && r["input"][0]["content"]
+                .as_str()
+                .is_some_and(|c| c.contains("user: My order number is SNP-20230914-001."))
+    });
+    assert!(
+        seen,
+        "the server agent sees the call's record: {:?}",
+        &asked[before..]
+    );
+    let items = items_until(&t.app, &t.s.id, "the server agent's turn", |i| {
+        of_kind(i, "tool.call").len() == 1 && of_kind(i, "turn.assistant").len() == 1
+    })
+    .await;
+    let tool = of_kind(&items, "tool.call")[0];
+    assert_eq!(
+        (tool["data"]["tool"].as_str(), tool["data"]["by"].as_str()),
+        (Some("lookupOrders"), Some("server_agent"))
+    );
+    assert_eq!(tool["data"]["arguments"]["phoneNumber"], "+1 206 555 0100");
+    let said = of_kind(&items, "turn.assistant")[0];
+    assert_eq!(said["data"]["via"], "server_agent");
+    assert_eq!(said["data"]["agent_session_id"], a.id.as_str());
+}

@@ -5,13 +5,14 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import { resolve, dirname } from 'node:path';
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { resolve, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 import {
-  fakeUpstream, publish, startInstance, startRedis, until,
+  API_KEY, fakeUpstream, publish, startInstance, startRedis, until,
 } from '../../clients/js/test/support.js';
 
 const out = resolve(dirname(fileURLToPath(import.meta.url)), '../../test-output/e2e');
@@ -23,8 +24,11 @@ const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-backgro
   '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream'];
 
 const redis = await startRedis();
-let a = await startInstance({ redisUrl: redis.url });
-const b = await startInstance({ redisUrl: redis.url });
+// One deployment, one record: both instances share a SQLite file.
+const recordDir = mkdtempSync(join(tmpdir(), 'sb-e2e-record-'));
+const shared = { SWITCHBOARD_RECORD_SQLITE: join(recordDir, 'record.db') };
+let a = await startInstance({ redisUrl: redis.url, env: shared });
+const b = await startInstance({ redisUrl: redis.url, env: shared });
 // An instance online against a fake OpenAI on loopback (its sidebands attach to a port where
 // nothing listens and retry; nothing leaves the machine).
 const upstream = await fakeUpstream();
@@ -93,7 +97,7 @@ test('the demo page runs a session end to end and recovers after losing its inst
   await a.stop('SIGKILL');
   await page.waitForSelector('#status[data-status=reconnecting]');
   for (let n = 1; n <= 4; n += 1) await publish(b.base, sessionId, 'x.demo.missed', { n });
-  a = await startInstance({ port: a.port, redisUrl: redis.url });
+  a = await startInstance({ port: a.port, redisUrl: redis.url, env: shared });
   await page.waitForFunction(
     () => document.querySelectorAll('#events li[data-type="x.demo.missed"]').length === 4,
     null, { timeout: 20_000 },
@@ -176,4 +180,45 @@ test('on a GPT-Live scenario the voice button sets the call up through /api/call
   await page.waitForSelector('#events li[data-type="call.started"]');
   assert.equal(upstream.requests.filter((r) => r.url === '/v1/realtime/client_secrets').length, 0,
     'no browser key was minted for Live');
+});
+
+test('the page shows the record of the session as it grows and lists past sessions', async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1200 } });
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(e.message));
+  await page.goto(`${b.base}/?scenario=retail&root=salesAgent`);
+  await page.waitForSelector('#scenario option[value=customerServiceRetail]', { state: 'attached' });
+  await page.click('#start');
+  await page.waitForSelector('#status[data-status=open]');
+  assert.equal(await page.isVisible('#record-card'), true);
+  const sessionId = await page.evaluate(() => window.switchboardDemo.client.sessionId);
+
+  // A tool call and an orchestration: both show in the record with their details.
+  await page.selectOption('#tool', 'lookupNewSales');
+  await page.click('#run-tool');
+  await page.waitForSelector('#timeline li[data-kind="tool.call"]');
+  const tool = await page.textContent('#timeline li[data-kind="tool.call"]');
+  assert.match(tool, /lookupNewSales\(\{"category":"snowboard"\}\)/, 'arguments');
+  assert.match(tool, /sales/, 'the result');
+  assert.match(tool, /rest\)/, 'who ran it');
+  await page.fill('#orchestrate-text', 'I want to return my snowboard, it arrived broken');
+  await page.click('#orchestrate');
+  await page.waitForSelector('#timeline li[data-kind="agent.switch"]');
+  await page.waitForSelector('#timeline li[data-kind="orchestration"]');
+  const kinds = await page.$$eval('#timeline li', (lis) => lis.map((li) => li.dataset.kind));
+  assert.deepEqual(kinds, ['tool.call', 'agent.switch', 'orchestration'], 'oldest first');
+  assert.equal(await page.$eval('#timeline-cost', (e) => e.dataset.cost), '0.00');
+
+  // Past sessions, with the server key; this one is among them.
+  await page.fill('#past-key', API_KEY);
+  await page.click('#past-load');
+  await page.waitForSelector(`#past-rows tr[data-session="${sessionId}"]`, { timeout: 10_000 });
+  const row = await page.$$eval(`#past-rows tr[data-session="${sessionId}"] td`, (tds) => tds.map((t) => t.textContent));
+  assert.equal(row[1], 'customerServiceRetail');
+  assert.equal(row[4], '1', 'one tool call');
+  await page.fill('#past-key', 'wrong-key');
+  await page.click('#past-load');
+  await page.waitForSelector('#past-error:not([hidden])');
+  await page.screenshot({ path: resolve(out, 'record.png'), fullPage: true });
+  assert.deepEqual(problems, []);
 });

@@ -133,6 +133,15 @@ export declare class SwitchboardClient {
   }>;
   /** Ends a call of this session. */
   hangupCall(callId: string): Promise<{ ok: boolean; applied_by: string }>;
+  /** A page of this session's conversation record. */
+  timeline(opts?: { after?: number; limit?: number; kinds?: RecordKind[] }): Promise<{
+    session_id: string; items: RecordItem[]; next_cursor: number | null; cost_usd: string;
+  }>;
+  /** Recorded sessions; needs the server API key. */
+  listSessions(apiKey: string, opts?: {
+    from?: string; to?: string; scenario?: string; user?: string;
+    sort?: 'started' | '-started' | 'cost' | 'last'; limit?: number; offset?: number;
+  }): Promise<{ sessions: RecordedSession[]; total: number; next_offset: number | null }>;
   orchestrate(lastUserText: string, opts?: { transcriptTail?: string[]; context?: Record<string, unknown> }): Promise<{
     chosen_root: string; reason: string; changed: boolean; confidence?: number; source?: string;
   }>;
@@ -157,3 +166,27 @@ export declare function connectRealtime(
   sdk: { RealtimeAgent: any; RealtimeSession: any; tool: (def: any) => any },
   opts?: { sessionOptions?: Record<string, unknown>; connect?: boolean },
 ): Promise<{ session: any; agents: Map<string, any>; root: any }>;
+
+/** The kinds of conversation-record items. */
+export type RecordKind = 'call.started' | 'call.ended' | 'turn.user' | 'turn.assistant'
+  | 'tool.call' | 'agent.switch' | 'moderation' | 'orchestration' | 'usage' | 'error'
+  | 'delegation';
+
+/** One item of a session's conversation record. */
+export interface RecordItem {
+  seq: number;
+  at: string;
+  kind: RecordKind;
+  call_id: string | null;
+  agent: string | null;
+  /** US dollars as a decimal string, on `usage` items. */
+  cost_usd: string | null;
+  data: Record<string, unknown>;
+}
+
+/** A recorded session in the session list. */
+export interface RecordedSession {
+  session_id: string; scenario: string; user_id: string | null;
+  started_at: string; last_at: string; ended_at: string | null;
+  turns: number; tool_calls: number; calls: number; cost_usd: string; live: boolean;
+}

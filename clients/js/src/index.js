@@ -377,6 +377,33 @@ export class SwitchboardClient {
     return this.request('POST', `/api/calls/${encodeURIComponent(callId)}/hangup`);
   }
 
+  /**
+   * A page of this session's conversation record: `{items, next_cursor, cost_usd}`, oldest
+   * first, after the cursor `after`, of `kinds` when given.
+   */
+  timeline({ after, limit, kinds } = {}) {
+    const q = new URLSearchParams();
+    if (after !== undefined && after !== null) q.set('after', String(after));
+    if (limit) q.set('limit', String(limit));
+    if (kinds?.length) q.set('kinds', kinds.join(','));
+    const qs = q.toString();
+    return this.request('GET', `/api/sessions/${this.sessionId}/timeline${qs ? `?${qs}` : ''}`);
+  }
+
+  /**
+   * Recorded sessions (`GET /api/sessions`); needs the server API key, so this is for
+   * trusted pages and back ends only.
+   */
+  listSessions(apiKey, { from, to, scenario, user, sort, limit, offset } = {}) {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries({ from, to, scenario, user, sort, limit, offset })) {
+      if (v !== undefined && v !== null && v !== '') q.set(k, String(v));
+    }
+    const qs = q.toString();
+    return this.request('GET', `/api/sessions${qs ? `?${qs}` : ''}`, undefined,
+      { authorization: `Bearer ${apiKey}` });
+  }
+
   /** Asks the orchestrator which agent should be root; a change arrives as `agent.switch`. */
   orchestrate(lastUserText, { transcriptTail, context } = {}) {
     const body = {

@@ -78,6 +78,8 @@ export async function startInstance({ port, redisUrl, env = {} } = {}) {
     SWITCHBOARD_RATE_LIMIT_USER: 'off',
     SWITCHBOARD_ALLOW_ANONYMOUS: 'true',
     SWITCHBOARD_POSITION_CHECK: '1s',
+    // Each instance its own in-memory record unless a test names a database.
+    SWITCHBOARD_RECORD_SQLITE: ':memory:',
     ...env,
   };
   if (redisUrl) vars.SWITCHBOARD_REDIS_URL = redisUrl;
