@@ -243,7 +243,9 @@ pub async fn timeline(
 async fn session_cost(state: &AppState, id: &str) -> Result<i64, ApiError> {
     let rec = recorder(state)?;
     let row = rec.store.session(id).await.map_err(unavailable)?;
-    let mut nanos = row.map(|r| parse_usd(&r.cost_usd)).unwrap_or(0);
+    let mut nanos = row
+        .map(|r| crate::record::parse_usd(&r.cost_usd))
+        .unwrap_or(0);
     let pending = rec.buffer.pending(id, 100_000).await.map_err(unavailable)?;
     let Some(first) = pending.first() else {
         return Ok(nanos);
@@ -260,12 +262,6 @@ async fn session_cost(state: &AppState, id: &str) -> Result<i64, ApiError> {
         }
     }
     Ok(nanos)
-}
-
-fn parse_usd(s: &str) -> i64 {
-    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
-    let frac = format!("{frac:0<9}");
-    whole.parse::<i64>().unwrap_or(0) * 1_000_000_000 + frac[..9].parse::<i64>().unwrap_or(0)
 }
 
 /// Every item of the session as JSON Lines.

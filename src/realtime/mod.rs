@@ -216,8 +216,9 @@ impl CallDeps {
             upstream_reason: end.upstream_reason,
         };
         self.sessions.publish(sid, &data).await?;
-        let note =
-            serde_json::json!({"reason": data.reason, "upstream_reason": data.upstream_reason});
+        let cost = crate::record::usd(self.sessions.call_cost(sid, call_id).await);
+        let note = serde_json::json!({"reason": data.reason, "upstream_reason": data.upstream_reason,
+            "cost_usd": cost});
         let note = crate::sessions::record::Note::new("call.ended", note).call(call_id);
         self.sessions.note(sid, note).await;
         self.leases().unregister(sid).await?;

@@ -324,6 +324,17 @@ pub fn usd(nanos: i64) -> String {
     format!("{sign}{}.{frac}", n / 1_000_000_000)
 }
 
+/// A decimal dollar string back to billionths (`"0.04924"` → 49 240 000).
+pub fn parse_usd(s: &str) -> i64 {
+    let (sign, s) = match s.strip_prefix('-') {
+        Some(rest) => (-1, rest),
+        None => (1, s),
+    };
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    let frac: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+    sign * (whole.parse::<i64>().unwrap_or(0) * 1_000_000_000 + frac.parse::<i64>().unwrap_or(0))
+}
+
 /// Unix milliseconds as RFC 3339 UTC with milliseconds.
 pub fn rfc3339_ms(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
@@ -419,6 +430,9 @@ mod tests {
         assert_eq!(usd(1_500_000_000), "1.50");
         assert_eq!(usd(12_345), "0.000012345");
         assert_eq!(usd(4_000_000), "0.004");
+        for n in [0, 1, 49_240_000, 1_500_000_000, 12_345] {
+            assert_eq!(parse_usd(&usd(n)), n);
+        }
     }
 
     #[test]

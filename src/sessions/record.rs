@@ -190,6 +190,31 @@ impl Sessions {
         Ok(items)
     }
 
+    /// What call `call_id` of `session` cost so far, in billionths of a dollar (its usage
+    /// items, buffered or written).
+    pub async fn call_cost(&self, session: &SessionId, call_id: &str) -> i64 {
+        let kinds = ["usage".to_owned()];
+        let (mut after, mut nanos) = (0, 0);
+        loop {
+            let Ok(page) = self
+                .timeline(session.as_str(), after, Some(&kinds), 500)
+                .await
+            else {
+                return nanos;
+            };
+            let Some(last) = page.last().map(|i| i.seq) else {
+                return nanos;
+            };
+            after = last;
+            nanos += page
+                .iter()
+                .filter(|i| i.call_id.as_deref() == Some(call_id))
+                .filter_map(|i| i.cost_usd.as_deref())
+                .map(crate::record::parse_usd)
+                .sum::<i64>();
+        }
+    }
+
     /// The session's recent turns within the seed budget, oldest first: `(role, text)`, the
     /// assistant's as heard.
     pub async fn seed_turns(&self, session: &SessionId, not_call: &str) -> Vec<(String, String)> {

@@ -224,6 +224,19 @@ async fn a_call_is_recorded_in_order_with_what_the_user_heard_and_what_it_cost()
     let (_, page) = timeline(&t.app, &t.s.id, Some(API_KEY), "kinds=usage").await;
     assert_eq!(kinds(page["items"].as_array().unwrap()), ["usage", "usage"]);
     assert_eq!(page["cost_usd"], "0.09848");
+    let (st, _) = control(&t.app, &t.s.id, API_KEY, json!({"action": "hangup"})).await;
+    assert_eq!(st, 200);
+    let items = items_until(&t.app, &t.s.id, "the end of the call", |i| {
+        !of_kind(i, "call.ended").is_empty()
+    })
+    .await;
+    assert_eq!(
+        of_kind(&items, "call.ended")[0]["data"]["cost_usd"],
+        "0.09848",
+        "what the call cost"
+    );
+    // The whole record, for whoever reads the test output (`--no-capture`).
+    eprintln!("{}", serde_json::to_string_pretty(&items).unwrap());
 }
 
 #[tokio::test]
@@ -633,4 +646,23 @@ async fn a_linked_server_agent_reads_the_calls_record_and_adds_its_own_turns() {
     let said = of_kind(&items, "turn.assistant")[0];
     assert_eq!(said["data"]["via"], "server_agent");
     assert_eq!(said["data"]["agent_session_id"], a.id.as_str());
+}
+
+#[tokio::test]
+async fn with_redaction_on_personal_data_never_reaches_the_record() {
+    let app = spawn_app_with(|c| c.record.redact = true).await;
+    let s = app.session_for("retail&root_agent=returns").await;
+    let r = execute(
+        &app,
+        &s,
+        "lookupOrders",
+        json!({"phoneNumber": "(206) 555-0100"}),
+    )
+    .await;
+    assert_eq!(r["success"], true, "the tool itself sees the real number");
+    let (st, b) = timeline(&app, &s.id, Some(API_KEY), "").await;
+    assert_eq!(st, 200);
+    let stored = b["items"][0]["data"].to_string();
+    assert!(!stored.contains("555-0100"), "{stored}");
+    assert_eq!(b["items"][0]["data"]["arguments"]["phoneNumber"], "[PHONE]");
 }
