@@ -896,3 +896,100 @@ async fn a_flagged_live_answer_gets_a_correction_and_closes_when_the_scenario_sa
         "{got:?}"
     );
 }
+
+#[tokio::test]
+async fn a_live_call_is_recorded_and_a_second_call_continues_from_it() {
+    let mut t = live_call("customerServiceRetailLive").await;
+    t.fake.emit(user_says("Where is my order?", 0, 900));
+    t.fake
+        .emit(json!({"type": "session.output_transcript.delta",
+        "delta": "Let me check that for you.", "start_ms": 1200, "end_ms": 2400}));
+    t.fake.emit(user_says("Thanks.", 4000, 4400));
+    t.fake
+        .emit(json!({"type": "session.usage.updated", "usage": {"seconds": 12.5}}));
+    t.fake
+        .emit(json!({"type": "session.usage.updated", "usage": {"seconds": 19.0}}));
+    let items = crate::record::items_until(&t.app, &t.s.id, "the Live call's record", |i| {
+        i.iter().filter(|x| x["kind"] == "usage").count() == 2
+            && i.iter().filter(|x| x["kind"] == "turn.user").count() == 2
+    })
+    .await;
+    let turns: Vec<(&str, &str)> = items
+        .iter()
+        .filter(|i| i["kind"].as_str().unwrap().starts_with("turn."))
+        .map(|i| {
+            (
+                i["kind"].as_str().unwrap(),
+                i["data"]["text"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        turns,
+        [
+            ("turn.user", "Where is my order?"),
+            ("turn.assistant", "Let me check that for you."),
+            ("turn.user", "Thanks."),
+        ]
+    );
+    let usage: Vec<&Value> = items.iter().filter(|i| i["kind"] == "usage").collect();
+    let seconds: Vec<f64> = usage
+        .iter()
+        .map(|u| u["data"]["usage"]["seconds"].as_f64().unwrap())
+        .collect();
+    assert_eq!(
+        seconds,
+        [12.5, 6.5],
+        "each increase of the cumulative total, once"
+    );
+    assert_eq!(usage[0]["data"]["model"], "gpt-live-1.1");
+    let cost: i64 = usage
+        .iter()
+        .map(|u| switchboard::record::parse_usd(u["cost_usd"].as_str().unwrap()))
+        .sum();
+    assert!(
+        (cost - 15_833_327).abs() <= 2,
+        "19 s at $0.05 a minute: {cost}"
+    );
+
+    // The upstream ends the call; the caller calls back on the same session.
+    t.fake
+        .emit(json!({"type": "session.closed", "reason": "client", "usage": {"seconds": 19.0}}));
+    until(&mut t.ws, "call.ended").await;
+    let before = t.fake.received.lock().unwrap().len();
+    Mock::given(method("POST"))
+        .and(path("/v1/live/sessions"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "session": {"id": "live_second_call", "model": "gpt-live-1.1", "status": "active"},
+            "transport": {"type": "webrtc", "sdp": "v=0\r\no=- live answer\r\n"}})))
+        .with_priority(1)
+        .mount(&t.model)
+        .await;
+    let url = format!("/api/calls?session_id={}", t.s.id);
+    let resp = post_call(&t, &url, "application/sdp", "v=0\r\n".into()).await;
+    assert_eq!(resp.status(), 201);
+    let got = eventually(
+        "the second call's seed",
+        std::time::Duration::from_secs(5),
+        || async {
+            let got = t.fake.received.lock().unwrap().clone();
+            let seeded = got[before..]
+                .iter()
+                .any(|x| x["type"] == "session.instructions.append");
+            seeded.then_some(got)
+        },
+    )
+    .await;
+    let seed = got[before..]
+        .iter()
+        .find(|x| x["type"] == "session.instructions.append")
+        .unwrap();
+    let content = seed["content"].as_str().unwrap();
+    assert!(
+        content.contains(
+            "user: Where is my order?\nassistant: Let me check that for you.\nuser: Thanks."
+        ),
+        "{content}"
+    );
+    assert!(content.contains("Do not greet"), "{content}");
+}
