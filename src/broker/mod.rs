@@ -138,6 +138,15 @@ pub struct Publish {
     pub trace_id: Option<String>,
 }
 
+/// What [`Broker::publish_if_live`] did.
+#[derive(Debug)]
+pub enum Checked {
+    /// The publish ran (`Ok(None)`: the session is not live, nothing was published).
+    Done(Result<Option<Published>, BrokerError>),
+    /// This backend does not check sessions; the event, unpublished.
+    Unsupported(Publish),
+}
+
 /// The result of a publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
@@ -198,6 +207,20 @@ pub trait Broker: Send + Sync + 'static {
 
     /// What [`Broker::publish`] does, without the span: each backend implements this.
     async fn append(&self, session: &SessionId, event: Publish) -> Result<Published, BrokerError>;
+
+    /// [`Broker::publish`] only while the session is live, checked (and its idle TTL slid to
+    /// `session_ttl`) in the same step as the publish: `Done(Ok(None))` when it is not, and
+    /// then nothing was published. A backend that cannot check sessions itself hands the
+    /// event back (`Unsupported`) and the caller reads the store first; the Redis broker can,
+    /// since the session's state shares its slot, which saves a round trip per publish.
+    async fn publish_if_live(
+        &self,
+        _session: &SessionId,
+        event: Publish,
+        _session_ttl: std::time::Duration,
+    ) -> Checked {
+        Checked::Unsupported(event)
+    }
 
     /// The retained events after `after`, and whether they are complete. `Ok(None)` when the
     /// session has no history (never opened, or expired).

@@ -177,6 +177,84 @@ impl RedisBroker {
         Ok(())
     }
 
+    /// The publish script; with `state_ttl` (ms), only while the session's state exists.
+    async fn append_checked(
+        &self,
+        session: &SessionId,
+        event: Publish,
+        state_ttl: Option<u64>,
+    ) -> Result<Option<Published>, BrokerError> {
+        let (meta, events, channel) = self.keys(session);
+        // Serialize once with placeholders; the script splices in the seq and epoch.
+        let (id, frame) = encode(session, 0, "", &event);
+        let marker = "\"seq\":0,\"epoch\":\"\"";
+        let json = frame.text();
+        let at = json
+            .find(marker)
+            .ok_or(BrokerError::Protocol("envelope layout changed"))?;
+        let head = &json[..at + "\"seq\":".len()];
+        let tail = &json[at + marker.len()..];
+        let idem = match &event.idempotency_key {
+            Some(k) => format!("{}:{{{session}}}:idem:{k}", self.prefix),
+            None => format!("{}:{{{session}}}:idem:", self.prefix),
+        };
+        let r: Vec<Value> = self
+            .publish
+            .evalsha_with_reload(
+                &self.client,
+                vec![
+                    meta,
+                    events,
+                    idem,
+                    format!("{}:{{{session}}}:state", self.prefix),
+                ],
+                vec![
+                    channel,
+                    self.history_size.to_string(),
+                    self.ttl_ms().to_string(),
+                    new_epoch(),
+                    head.to_owned(),
+                    tail.to_owned(),
+                    id.to_string(),
+                    if event.idempotency_key.is_some() {
+                        "1"
+                    } else {
+                        "0"
+                    }
+                    .to_owned(),
+                    IDEMPOTENCY_MS.to_string(),
+                    self.publish_command().to_owned(),
+                    state_ttl.map_or("0".to_owned(), |t| t.to_string()),
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        let (fresh, result) = match r.as_slice() {
+            [flag, _] if flag.as_i64() == Some(-1) => return Ok(None), // the session is not live
+            [flag, result] => (
+                flag.as_i64() == Some(1) || flag.as_string().as_deref() == Some("1"),
+                result.as_string().unwrap_or_default(),
+            ),
+            _ => return Err(BrokerError::Protocol("publish reply")),
+        };
+        let mut parts = result.splitn(3, ' ');
+        let (Some(seq), Some(epoch), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(BrokerError::Protocol("publish result"));
+        };
+        if self.min_replicas > 0 {
+            self.wait_for_replicas(session).await?;
+        }
+        if fresh {
+            crate::metrics::published(event.kind.as_str());
+        }
+        Ok(Some(Published {
+            seq: seq.parse().map_err(|_| BrokerError::Protocol("seq"))?,
+            epoch: epoch.to_owned(),
+            id: id.parse().map_err(|_| BrokerError::Protocol("event id"))?,
+            duplicate: !fresh,
+        }))
+    }
+
     fn ttl_ms(&self) -> u64 {
         self.history_ttl.as_millis().max(1) as u64
     }
@@ -236,68 +314,25 @@ impl Broker for RedisBroker {
     }
 
     async fn append(&self, session: &SessionId, event: Publish) -> Result<Published, BrokerError> {
-        let (meta, events, channel) = self.keys(session);
-        // Serialize once with placeholders; the script splices in the seq and epoch.
-        let (id, frame) = encode(session, 0, "", &event);
-        let marker = "\"seq\":0,\"epoch\":\"\"";
-        let json = frame.text();
-        let at = json
-            .find(marker)
-            .ok_or(BrokerError::Protocol("envelope layout changed"))?;
-        let head = &json[..at + "\"seq\":".len()];
-        let tail = &json[at + marker.len()..];
-        let idem = match &event.idempotency_key {
-            Some(k) => format!("{}:{{{session}}}:idem:{k}", self.prefix),
-            None => format!("{}:{{{session}}}:idem:", self.prefix),
-        };
-        let r: Vec<Value> = self
-            .publish
-            .evalsha_with_reload(
-                &self.client,
-                vec![meta, events, idem],
-                vec![
-                    channel,
-                    self.history_size.to_string(),
-                    self.ttl_ms().to_string(),
-                    new_epoch(),
-                    head.to_owned(),
-                    tail.to_owned(),
-                    id.to_string(),
-                    if event.idempotency_key.is_some() {
-                        "1"
-                    } else {
-                        "0"
-                    }
-                    .to_owned(),
-                    IDEMPOTENCY_MS.to_string(),
-                    self.publish_command().to_owned(),
-                ],
-            )
-            .await
-            .map_err(unavailable)?;
-        let (fresh, result) = match r.as_slice() {
-            [flag, result] => (
-                flag.as_i64() == Some(1) || flag.as_string().as_deref() == Some("1"),
-                result.as_string().unwrap_or_default(),
-            ),
-            _ => return Err(BrokerError::Protocol("publish reply")),
-        };
-        let mut parts = result.splitn(3, ' ');
-        let (Some(seq), Some(epoch), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(BrokerError::Protocol("publish result"));
-        };
-        if self.min_replicas > 0 {
-            self.wait_for_replicas(session).await?;
-        }
-        if fresh {
-            crate::metrics::published(event.kind.as_str());
-        }
-        Ok(Published {
-            seq: seq.parse().map_err(|_| BrokerError::Protocol("seq"))?,
-            epoch: epoch.to_owned(),
-            id: id.parse().map_err(|_| BrokerError::Protocol("event id"))?,
-            duplicate: !fresh,
-        })
+        self.append_checked(session, event, None)
+            .await?
+            .ok_or(BrokerError::Protocol("publish reply"))
+    }
+
+    async fn publish_if_live(
+        &self,
+        session: &SessionId,
+        event: Publish,
+        session_ttl: std::time::Duration,
+    ) -> super::Checked {
+        use tracing::Instrument;
+        let span = crate::telemetry::publish_span(session, event.kind.as_str());
+        let ttl = session_ttl.as_millis().max(1) as u64;
+        super::Checked::Done(
+            self.append_checked(session, event, Some(ttl))
+                .instrument(span)
+                .await,
+        )
     }
 
     async fn history(

@@ -33,7 +33,7 @@ use std::time::Duration;
 use proto_events::EventType;
 use proto_events::events::EventData;
 
-use crate::broker::{Broker, BrokerError, Publish, Published};
+use crate::broker::{Broker, BrokerError, Checked, Publish, Published};
 use crate::domain::SessionId;
 use crate::memory::AgentMemory;
 use crate::scenario::ScenarioRegistry;
@@ -136,6 +136,25 @@ impl Sessions {
         session: &SessionId,
         event: Publish,
     ) -> Result<Published, lifecycle::Missing> {
+        // One step where the broker can check the session itself (Redis: one round trip).
+        let ttl = self.settings.session_ttl;
+        let event = match self.broker.publish_if_live(session, event, ttl).await {
+            Checked::Done(done) => {
+                return match done? {
+                    Some(published) => Ok(published),
+                    None if self
+                        .store
+                        .is_revoked(session)
+                        .await
+                        .map_err(BrokerError::from)? =>
+                    {
+                        Err(lifecycle::Missing::Revoked)
+                    }
+                    None => Err(lifecycle::Missing::Gone),
+                };
+            }
+            Checked::Unsupported(event) => event,
+        };
         match lifecycle::live_state(self, session).await {
             Ok(_) => {}
             Err(lifecycle::Missing::Store(e)) => return Err(BrokerError::from(e).into()),

@@ -3,6 +3,11 @@ local channel, maxlen, ttl, fresh_epoch = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local head, tail, id, use_idem, idem_ttl = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 -- PUBLISH, or SPUBLISH on a Redis Cluster (the channel hashes to the keys' slot).
 local pub = ARGV[10]
+-- With a session TTL, publish only while the session's state exists (KEYS[4]), sliding its
+-- TTL: the session check and the publish in one step.
+if ARGV[11] ~= '0' and redis.call('PEXPIRE', KEYS[4], ARGV[11]) == 0 then
+  return {-1, ''}
+end
 if use_idem == '1' then
   local prev = redis.call('GET', idem)
   if prev then return {0, prev} end
