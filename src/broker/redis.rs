@@ -7,7 +7,10 @@
 //!
 //! Publishing is one Lua script (idempotency check, epoch create-if-missing, seq increment,
 //! `XADD MAXLEN ~`, `PEXPIRE`, `PUBLISH`, idempotency record), so seq order, history and live
-//! delivery cannot disagree. The channel message is `<seq> <envelope>`: the receiving
+//! delivery cannot disagree. An API publish (`Broker::publish_if_live`) also checks the
+//! session there: `PEXPIRE` of its state key `sb:{S}:state` (same slot) slides the session's
+//! idle TTL, and 0 (not live) publishes nothing, so the check costs no round trip of its own.
+//! The channel message is `<seq> <envelope>`: the receiving
 //! instance hands the bytes to the hub without parsing or re-serializing them.
 //!
 //! Live delivery runs through a per-session [`sequencer`](super::sequencer): frames reach

@@ -407,3 +407,56 @@ async fn the_sse_stream_of_an_expired_session_ends_with_the_close_notice() {
         .expect("the stream ends");
     assert!(rest.is_none(), "the stream is still open");
 }
+
+/// Redis mode checks the session inside the publish script: a publish to a session that
+/// never existed, expired, or was revoked is refused as before and stores nothing, and a
+/// publish keeps the session alive like any other use of it.
+#[tokio::test]
+async fn in_redis_mode_a_publish_checks_the_session_in_the_same_step() {
+    let redis = crate::support::redis::RedisServer::start(false).await;
+    let app = spawn_redis_app(&redis, &crate::support::redis::unique_prefix(), |c| {
+        c.session_ttl = Duration::from_secs(2);
+        c.heartbeat = Duration::from_secs(1);
+    })
+    .await;
+    let ev = json!({"type": "x.note", "data": {"n": 1}});
+    let nobody = "00000000-0000-4000-8000-000000000000";
+    let (st, b) = post_event(&app, nobody, Some(API_KEY), &ev).await;
+    assert_error(st, &b, 404, "unknown_session");
+
+    let s = app.new_session().await;
+    // Publishing every 500 ms keeps a 2 s session alive for 3 s.
+    for _ in 0..6 {
+        let (st, b) = post_event(&app, &s.id, Some(API_KEY), &ev).await;
+        assert_eq!(st, 202, "{b}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let resp = app
+        .client
+        .get(app.url(&format!("/api/sessions/{}/events?since=0", s.id)))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    let history: Value = resp.json().await.unwrap();
+    assert_eq!(
+        history.as_array().map(Vec::len),
+        Some(6),
+        "the session outlived its 2 s TTL because it was used, and kept every event"
+    );
+    let resp = app
+        .client
+        .delete(app.url(&format!("/api/sessions/{}", s.id)))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let (st, b) = post_event(&app, &s.id, Some(API_KEY), &ev).await;
+    assert_error(st, &b, 401, "session_revoked");
+
+    let gone = app.new_session().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (st, b) = post_event(&app, &gone.id, Some(API_KEY), &ev).await;
+    assert_error(st, &b, 404, "unknown_session");
+}
