@@ -33,6 +33,9 @@ pub trait CallLeases: Send + Sync + 'static {
     async fn register(&self, sid: &SessionId, call_id: &str) -> Result<(), StoreError>;
     /// Forgets `sid`'s call.
     async fn unregister(&self, sid: &SessionId) -> Result<(), StoreError>;
+    /// Forgets `sid`'s call only while it is `call_id`: an ending call never forgets a newer
+    /// one that started on the session meanwhile.
+    async fn forget_call(&self, sid: &SessionId, call_id: &str) -> Result<(), StoreError>;
     /// `sid`'s live call, if any.
     async fn call_of(&self, sid: &SessionId) -> Result<Option<String>, StoreError>;
     /// Every live call.
@@ -79,6 +82,13 @@ impl CallLeases for MemoryLeases {
     }
     async fn unregister(&self, sid: &SessionId) -> Result<(), StoreError> {
         self.inner.lock().calls.remove(sid);
+        Ok(())
+    }
+    async fn forget_call(&self, sid: &SessionId, call_id: &str) -> Result<(), StoreError> {
+        let mut g = self.inner.lock();
+        if g.calls.get(sid).is_some_and(|c| c == call_id) {
+            g.calls.remove(sid);
+        }
         Ok(())
     }
     async fn call_of(&self, sid: &SessionId) -> Result<Option<String>, StoreError> {
@@ -153,6 +163,7 @@ pub struct RedisLeases {
     prefix: String,
     acquire: Script,
     renew: Script,
+    forget: Script,
 }
 
 fn unavailable(e: Error) -> StoreError {
@@ -168,6 +179,10 @@ impl RedisLeases {
             prefix: prefix.to_owned(),
             acquire: Script::from_lua(include_str!("lua/acquire.lua")),
             renew: Script::from_lua(include_str!("lua/renew.lua")),
+            forget: Script::from_lua(
+                "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then \
+                 return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0",
+            ),
         }
     }
     fn lease_key(&self, sid: &SessionId) -> String {
@@ -213,6 +228,18 @@ impl CallLeases for RedisLeases {
         let _: i64 = self
             .client
             .hdel(self.index(), sid.as_str())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+    async fn forget_call(&self, sid: &SessionId, call_id: &str) -> Result<(), StoreError> {
+        let _: i64 = self
+            .forget
+            .evalsha_with_reload(
+                &self.client,
+                vec![self.index()],
+                vec![sid.to_string(), call_id.to_owned()],
+            )
             .await
             .map_err(unavailable)?;
         Ok(())

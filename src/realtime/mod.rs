@@ -221,7 +221,7 @@ impl CallDeps {
             "cost_usd": cost});
         let note = crate::sessions::record::Note::new("call.ended", note).call(call_id);
         self.sessions.note(sid, note).await;
-        self.leases().unregister(sid).await?;
+        self.leases().forget_call(sid, call_id).await?;
         Ok(())
     }
 }

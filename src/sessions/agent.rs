@@ -428,15 +428,7 @@ async fn note_turn(
     let via = json!({"text": user_input, "via": "server_agent", "agent_session_id": id.as_str()});
     state.note(rsid, Note::new("turn.user", via)).await;
     for report in reports {
-        let args = written
-            .iter()
-            .find(|i| {
-                i["type"] == "function_call"
-                    && i["call_id"].as_str() == report.correlation_id.as_deref()
-            })
-            .and_then(|i| i["arguments"].as_str())
-            .map(|a| serde_json::from_str(a).unwrap_or_else(|_| json!(a)))
-            .unwrap_or(Value::Null);
+        let args = crate::tools::turn::call_arguments(written, report.correlation_id.as_deref());
         let by = super::ToolBy {
             by: "server_agent",
             call_id: None,

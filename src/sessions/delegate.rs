@@ -119,16 +119,10 @@ impl Sessions {
             out.output_tokens += turn.usage["output_tokens"].as_u64().unwrap_or(0);
             for report in &turn.tool_reports {
                 self.publish(d.session, report).await?;
-                let args = turn
-                    .new_items
-                    .iter()
-                    .find(|i| {
-                        i["type"] == "function_call"
-                            && i["call_id"].as_str() == report.correlation_id.as_deref()
-                    })
-                    .and_then(|i| i["arguments"].as_str())
-                    .map(|a| serde_json::from_str(a).unwrap_or_else(|_| json!(a)))
-                    .unwrap_or(Value::Null);
+                let args = crate::tools::turn::call_arguments(
+                    &turn.new_items,
+                    report.correlation_id.as_deref(),
+                );
                 let by = super::ToolBy {
                     by: "delegation",
                     call_id: d.call_id,

@@ -212,3 +212,14 @@ fn add_usage(total: &mut Value, u: &Value) {
         total[key] = json!(sum);
     }
 }
+
+/// The parsed arguments of function call `call_id` among a turn's items (`null` when it is
+/// not there); text that is not JSON stays a string.
+pub fn call_arguments(items: &[Value], call_id: Option<&str>) -> Value {
+    items
+        .iter()
+        .find(|i| i["type"] == "function_call" && i["call_id"].as_str() == call_id)
+        .and_then(|i| i["arguments"].as_str())
+        .map(|a| serde_json::from_str(a).unwrap_or_else(|_| Value::String(a.to_owned())))
+        .unwrap_or(Value::Null)
+}

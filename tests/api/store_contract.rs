@@ -159,6 +159,12 @@ pub async fn the_call_index_records_and_forgets_calls(leases: Made<dyn CallLease
     assert!(
         all.contains(&(a.clone(), "rtc_a".into())) && all.contains(&(b.clone(), "rtc_b".into()))
     );
+    // A call that ends after a newer one started on its session leaves the newer one.
+    l.register(&b, "rtc_b2").await.unwrap();
+    l.forget_call(&b, "rtc_b").await.unwrap();
+    assert_eq!(l.call_of(&b).await.unwrap().as_deref(), Some("rtc_b2"));
+    l.forget_call(&b, "rtc_b2").await.unwrap();
+    assert_eq!(l.call_of(&b).await.unwrap(), None);
     l.unregister(&a).await.unwrap();
     assert_eq!(l.call_of(&a).await.unwrap(), None);
     assert!(!l.calls().await.unwrap().iter().any(|(s, _)| *s == a));
