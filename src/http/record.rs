@@ -74,9 +74,9 @@ pub struct SessionList {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    /// Started at or after (RFC 3339).
+    /// Started at or after (RFC 3339 in UTC, `2026-12-02T10:00:00Z`).
     pub from: Option<String>,
-    /// Started before (RFC 3339).
+    /// Started before (RFC 3339 in UTC).
     pub to: Option<String>,
     /// Only this scenario.
     pub scenario: Option<String>,
