@@ -217,17 +217,25 @@ async fn serve(ws: UpstreamSocket, call: &mut Call, io: Io<'_>) -> Detached {
     loop {
         let out = tokio::select! {
             Some(ev) = outbox.recv() => vec![ev],
-            _ = tick.tick() => call.on_tick().await,
+            _ = tick.tick() => match while_held(lost, call.on_tick()).await {
+                Some(out) => out,
+                None => return Detached::Stop,
+            },
             _ = lost.changed() => return Detached::Stop,
             // Handing over: stop between events; the lease is released by the caller, so
             // another instance re-attaches at once.
             () = stop.cancelled() => return Detached::Stop,
             msg = stream.next() => match msg {
                 Some(Ok(Message::Text(t))) => match serde_json::from_str(t.as_str()) {
-                    Ok(ev) => call
-                        .on_event(&ev)
-                        .instrument(telemetry::background_span("sideband.event"))
-                        .await,
+                    Ok(ev) => {
+                        let work = call
+                            .on_event(&ev)
+                            .instrument(telemetry::background_span("sideband.event"));
+                        match while_held(lost, work).await {
+                            Some(out) => out,
+                            None => return Detached::Stop,
+                        }
+                    }
                     Err(_) => vec![],
                 },
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
@@ -237,14 +245,17 @@ async fn serve(ws: UpstreamSocket, call: &mut Call, io: Io<'_>) -> Detached {
                 Some(Ok(_)) => vec![],
             },
             cmd = rx.recv() => match cmd {
-                Some((cmd, reply)) => match call
-                    .on_command(cmd)
-                    .instrument(telemetry::background_span("sideband.command"))
-                    .await
-                {
-                    Ok(out) => { let _ = reply.send(Ok(())); out }
-                    Err(e) => { let _ = reply.send(Err(e)); vec![] }
-                },
+                Some((cmd, reply)) => {
+                    let work = call
+                        .on_command(cmd)
+                        .instrument(telemetry::background_span("sideband.command"));
+                    match while_held(lost, work).await {
+                        Some(Ok(out)) => { let _ = reply.send(Ok(())); out }
+                        Some(Err(e)) => { let _ = reply.send(Err(e)); vec![] }
+                        // The reply is dropped: the caller sees the owner as gone.
+                        None => return Detached::Stop,
+                    }
+                }
                 None => return Detached::Stop,
             },
         };
@@ -260,6 +271,23 @@ async fn serve(ws: UpstreamSocket, call: &mut Call, io: Io<'_>) -> Detached {
             let _ = sink.close().await;
             return Detached::Stop;
         }
+    }
+}
+
+/// Runs one piece of the call's work unless the lease is lost first: then the work is dropped
+/// where it stands (`None`). A handler waiting on an unreachable store must not keep the
+/// socket open past the lease, or the old and the new owner would hold the call together.
+async fn while_held<T>(
+    lost: &mut watch::Receiver<bool>,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    if *lost.borrow() {
+        return None;
+    }
+    tokio::select! {
+        biased;
+        out = work => Some(out),
+        _ = lost.changed() => None,
     }
 }
 
