@@ -26,6 +26,28 @@ pub struct SqlRecord {
     timeout: Duration,
 }
 
+/// Applies the migrations. Postgres serializes concurrent migrators with an advisory lock;
+/// SQLite has none, so two instances started together on one file can race (the second
+/// finds a table the first just created): it tries again, and then finds the migration
+/// recorded as applied.
+async fn migrate(pool: &AnyPool, sqlite: bool) -> Result<(), RecordError> {
+    let attempts = if sqlite { 5 } else { 1 };
+    let mut last = None;
+    for attempt in 0..attempts {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+        }
+        match MIGRATOR.run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+    }
+    let e = last.expect("at least one attempt");
+    Err(RecordError::Unavailable(format!(
+        "applying migrations: {e}"
+    )))
+}
+
 impl SqlRecord {
     /// Connects (creating a SQLite file when needed) and applies the migrations.
     pub async fn connect(db: &RecordDatabase) -> Result<Self, RecordError> {
@@ -63,10 +85,7 @@ impl SqlRecord {
         if sqlite && !memory {
             pool.execute("PRAGMA journal_mode = WAL").await?;
         }
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| RecordError::Unavailable(format!("applying migrations: {e}")))?;
+        migrate(&pool, sqlite).await?;
         Ok(Self {
             pool,
             timeout: Duration::from_secs(5),
