@@ -4,6 +4,12 @@ use std::process::ExitCode;
 
 use switchboard::{Application, Config, telemetry};
 
+/// mimalloc instead of glibc's allocator: the event path allocates small buffers on every
+/// request and frame, across worker threads, and glibc's malloc/free took about 18 % of an
+/// instance's CPU under load (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = match Config::from_env() {
