@@ -244,11 +244,42 @@ pub async fn an_expired_history_comes_back_with_a_new_epoch(f: &dyn Factory) {
     .await;
 }
 
+/// A history lives its full TTL after the session's last event, however busy the session
+/// was before (Redis refreshes the TTLs once per window, not on every publish), and then
+/// expires.
+pub async fn a_busy_history_lives_its_ttl_after_the_last_event(f: &dyn Factory) {
+    let (b, _rec, _guard) = f.make(100, Duration::from_millis(1000)).await;
+    let s = sid("busy");
+    b.open(&s).await.unwrap();
+    for n in 0..20 {
+        b.publish(&s, event(n, None)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let last = tokio::time::Instant::now();
+    tokio::time::sleep_until(last + Duration::from_millis(900)).await;
+    let h = b.history(&s, 0).await.unwrap();
+    assert_eq!(
+        h.and_then(|h| h.events.last().map(|f| f.seq)),
+        Some(20),
+        "the last event is still there 0.9 s after it was published (TTL 1 s)"
+    );
+    tokio::time::sleep_until(last + Duration::from_millis(1500)).await;
+    let h = b.history(&s, 0).await.unwrap();
+    assert!(
+        h.is_none_or(|h| h.events.is_empty()),
+        "the events expired soon after their TTL"
+    );
+}
+
 /// Generates the contract's tests for a factory expression.
 #[macro_export]
 macro_rules! broker_contract_tests {
     ($factory:expr) => {
         use $crate::broker_contract as c;
+        #[tokio::test]
+        async fn a_busy_history_lives_its_ttl_after_the_last_event() {
+            c::a_busy_history_lives_its_ttl_after_the_last_event(&$factory).await
+        }
         #[tokio::test]
         async fn concurrent_publishes_are_ordered_without_gaps() {
             c::concurrent_publishes_are_ordered_without_gaps(&$factory).await
