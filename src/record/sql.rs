@@ -26,31 +26,30 @@ pub struct SqlRecord {
     timeout: Duration,
 }
 
-/// Applies the migrations. Postgres serializes concurrent migrators with an advisory lock;
-/// SQLite has none, so two instances started together on one file can race (the second
-/// finds a table the first just created): it tries again, and then finds the migration
-/// recorded as applied.
-async fn migrate(pool: &AnyPool, sqlite: bool) -> Result<(), RecordError> {
-    let attempts = if sqlite { 5 } else { 1 };
-    let mut last = None;
-    for attempt in 0..attempts {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
-        }
-        match MIGRATOR.run(pool).await {
-            Ok(()) => return Ok(()),
-            Err(e) => last = Some(e),
-        }
-    }
-    let e = last.expect("at least one attempt");
-    Err(RecordError::Unavailable(format!(
-        "applying migrations: {e}"
-    )))
-}
-
 impl SqlRecord {
     /// Connects (creating a SQLite file when needed) and applies the migrations.
+    ///
+    /// Postgres serializes concurrent migrators with an advisory lock. A SQLite file has no
+    /// such lock, so instances started together on one file can collide (one finds a table
+    /// the other just created, or the file locked while the other switches it to WAL): the
+    /// loser opens again after a pause, and then finds the migrations applied.
     pub async fn connect(db: &RecordDatabase) -> Result<Self, RecordError> {
+        let shared_file = matches!(db, RecordDatabase::Sqlite(p) if p != ":memory:");
+        let attempts = if shared_file { 6 } else { 1 };
+        let mut last = None;
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+            }
+            match Self::open(db).await {
+                Ok(store) => return Ok(store),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    async fn open(db: &RecordDatabase) -> Result<Self, RecordError> {
         let url = db
             .url()
             .ok_or_else(|| RecordError::Unavailable("the record is off".into()))?;
@@ -85,7 +84,10 @@ impl SqlRecord {
         if sqlite && !memory {
             pool.execute("PRAGMA journal_mode = WAL").await?;
         }
-        migrate(&pool, sqlite).await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| RecordError::Unavailable(format!("applying migrations: {e}")))?;
         Ok(Self {
             pool,
             timeout: Duration::from_secs(5),

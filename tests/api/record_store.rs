@@ -187,7 +187,7 @@ async fn postgres_keeps_the_record_contract() {
 async fn instances_that_start_together_share_one_sqlite_file() {
     let dir = tempfile::tempdir().unwrap();
     let db = RecordDatabase::Sqlite(dir.path().join("switchboard.db").display().to_string());
-    let opened = futures_util::future::join_all((0..4).map(|_| SqlRecord::connect(&db))).await;
+    let opened = futures_util::future::join_all((0..8).map(|_| SqlRecord::connect(&db))).await;
     for (i, store) in opened.into_iter().enumerate() {
         let store = store.unwrap_or_else(|e| panic!("instance {i} did not start: {e}"));
         store.ping().await.unwrap();
