@@ -41,17 +41,30 @@ pub enum BrokerError {
     Other(String),
 }
 
-/// One serialized event: its `seq` (for ordering and de-duplication without parsing), what
-/// metrics and tracing need to know about it ([`FrameMeta`]), and the envelope's JSON,
-/// shared by every receiver. The channel layer turns the bytes into its socket type.
+/// One serialized event ([`FrameData`]), shared by every receiver: a clone is one reference
+/// count, and the frame is one pointer wide. Every socket's queue allocates a block of 32
+/// slots up front, so the width of a frame is paid by every idle connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame {
+pub struct Frame(Arc<FrameData>);
+
+/// What a [`Frame`] holds: its `seq` (for ordering and de-duplication without parsing),
+/// what metrics and tracing need to know about it ([`FrameMeta`]), and the envelope's JSON.
+/// The channel layer turns the bytes into its socket type.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FrameData {
     /// The envelope's seq.
     pub seq: u64,
     /// The envelope's type, time and trace ids.
-    pub meta: Arc<FrameMeta>,
+    pub meta: FrameMeta,
     /// The envelope as UTF-8 JSON text (reference-counted: cloning shares the bytes).
     pub json: Bytes,
+}
+
+impl std::ops::Deref for Frame {
+    type Target = FrameData;
+    fn deref(&self) -> &FrameData {
+        &self.0
+    }
 }
 
 /// What is known about a frame without reading its JSON again.
@@ -73,11 +86,15 @@ impl Frame {
     /// `data`, the trace ids last), so no full parse is needed.
     pub fn from_json(seq: u64, json: String) -> Self {
         let meta = FrameMeta::scan(&json);
-        Self {
+        Self::new(seq, meta, json)
+    }
+
+    fn new(seq: u64, meta: FrameMeta, json: String) -> Self {
+        Self(Arc::new(FrameData {
             seq,
-            meta: Arc::new(meta),
+            meta,
             json: Bytes::from(json),
-        }
+        }))
     }
 
     /// The JSON as text.
@@ -284,12 +301,18 @@ pub fn encode(session: &SessionId, seq: u64, epoch: &str, event: &Publish) -> (u
         trace_id: env.trace_id,
         span_id: env.span_id,
     };
-    (
-        id,
-        Frame {
-            seq,
-            meta: Arc::new(meta),
-            json: Bytes::from(json),
-        },
-    )
+    (id, Frame::new(seq, meta, json))
+}
+
+#[cfg(test)]
+mod tests {
+    /// Each socket's queue allocates 32 frame slots when it opens: a frame stays one pointer
+    /// wide so an idle connection does not pay for a wide one (BENCHMARKS.md, issue 21).
+    #[test]
+    fn a_frame_is_one_pointer_wide() {
+        assert_eq!(
+            std::mem::size_of::<super::Frame>(),
+            std::mem::size_of::<usize>()
+        );
+    }
 }

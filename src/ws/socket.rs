@@ -66,7 +66,7 @@ fn close_message(code: CloseCode) -> Message {
 /// A broker frame as a WebSocket text message (the bytes are shared, not copied).
 fn frame_message(frame: crate::broker::Frame) -> Message {
     // Frames are built from `String`s, so the check cannot fail; an empty text stands in.
-    Message::Text(Utf8Bytes::try_from(frame.json).unwrap_or_default())
+    Message::Text(Utf8Bytes::try_from(frame.json.clone()).unwrap_or_default())
 }
 
 fn json_message<T: serde::Serialize>(v: &T) -> Message {
