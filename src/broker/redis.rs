@@ -39,6 +39,7 @@ use fred::prelude::*;
 use fred::types::scripts::Script;
 
 mod live;
+mod refresh;
 
 pub use super::redis_conn::{RedisClients, redact};
 use super::sequencer::Sequencer;
@@ -80,22 +81,9 @@ pub struct RedisBroker {
     sharded: bool,
     /// Replicas that must acknowledge a publish before it is answered (0: none).
     min_replicas: u32,
-    /// The sessions whose TTLs a publish refreshed in the current window.
-    refreshed: parking_lot::Mutex<Refreshed>,
+    /// Which publishes slide the TTLs.
+    refresh: refresh::Refreshes,
 }
-
-/// The sessions whose TTLs this instance refreshed since `since`. A publish refreshes its
-/// session's TTLs (history, and the session's state) only when it is the session's first in
-/// the window; the others skip those `PEXPIRE`s, most of the script's cost after the
-/// `XADD`. The TTLs a refresh sets carry one window of slack, so every key still lives at
-/// least its full TTL after the session's last event.
-struct Refreshed {
-    since: std::time::Instant,
-    seen: std::collections::HashSet<SessionId>,
-}
-
-/// The longest refresh window; shorter when a TTL is under ten windows.
-const REFRESH_WINDOW: Duration = Duration::from_secs(1);
 
 /// How long a publish waits for its replicas.
 const REPLICA_WAIT_MS: i64 = 500;
@@ -144,10 +132,7 @@ impl RedisBroker {
             seqs: DashMap::new(),
             sharded: clients.cluster,
             min_replicas: clients.min_replicas,
-            refreshed: parking_lot::Mutex::new(Refreshed {
-                since: std::time::Instant::now(),
-                seen: Default::default(),
-            }),
+            refresh: refresh::Refreshes::default(),
         });
         broker.spawn_listeners();
         broker
@@ -220,7 +205,8 @@ impl RedisBroker {
             Some(k) => format!("{}:{{{session}}}:idem:{k}", self.prefix),
             None => format!("{}:{{{session}}}:idem:", self.prefix),
         };
-        let (refresh, slack) = self.refresh_due(session, state_ttl);
+        let shortest = state_ttl.map_or(self.ttl_ms(), |t| t.min(self.ttl_ms()));
+        let (refresh, slack) = self.refresh.due(session, shortest);
         let r: Vec<Value> = self
             .publish
             .evalsha_with_reload(
@@ -277,26 +263,6 @@ impl RedisBroker {
             id: id.parse().map_err(|_| BrokerError::Protocol("event id"))?,
             duplicate: !fresh,
         }))
-    }
-
-    /// Whether a publish to `session` refreshes its TTLs, and the window (ms) that the
-    /// TTLs then carry as slack. `state_ttl` is the session's TTL when the publish checks it.
-    fn refresh_due(&self, session: &SessionId, state_ttl: Option<u64>) -> (bool, u64) {
-        let shortest = state_ttl.map_or(self.ttl_ms(), |t| t.min(self.ttl_ms()));
-        let window = (REFRESH_WINDOW.as_millis() as u64).min(shortest / 10);
-        if window == 0 {
-            return (true, 0);
-        }
-        let mut r = self.refreshed.lock();
-        if r.since.elapsed() >= Duration::from_millis(window) {
-            r.seen.clear();
-            r.since = std::time::Instant::now();
-        }
-        if r.seen.contains(session) {
-            return (false, window);
-        }
-        r.seen.insert(session.clone());
-        (true, window)
     }
 
     fn ttl_ms(&self) -> u64 {
