@@ -37,7 +37,7 @@ pub async fn upgrade(
     let cap = max.max(READ_CAP);
     ws.max_message_size(cap)
         .max_frame_size(cap)
-        .read_buffer_size(1024)
+        .read_buffer_size(512)
         .write_buffer_size(0)
         .on_upgrade(move |socket| serve(socket, state, req))
 }
