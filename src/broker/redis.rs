@@ -10,6 +10,8 @@
 //! delivery cannot disagree. An API publish (`Broker::publish_if_live`) also checks the
 //! session there: `PEXPIRE` of its state key `sb:{S}:state` (same slot) slides the session's
 //! idle TTL, and 0 (not live) publishes nothing, so the check costs no round trip of its own.
+//! Publishes in flight together share one script call (group commit, [`batch`]): one
+//! Redis command and one frame for many events, each with its own outcome.
 //! The channel message is `<seq> <envelope>`: the receiving
 //! instance hands the bytes to the hub without parsing or re-serializing them.
 //!
@@ -38,14 +40,14 @@ use fred::clients::SubscriberClient;
 use fred::prelude::*;
 use fred::types::scripts::Script;
 
+mod batch;
 mod live;
+mod publish;
 mod refresh;
 
 pub use super::redis_conn::{RedisClients, redact};
 use super::sequencer::Sequencer;
-use super::{
-    Broker, BrokerError, Frame, History, LiveSink, Publish, Published, Top, encode, new_epoch,
-};
+use super::{Broker, BrokerError, Frame, History, LiveSink, Publish, Published, Top, new_epoch};
 use crate::domain::SessionId;
 
 /// How long an idempotency key is remembered, in ms.
@@ -83,6 +85,8 @@ pub struct RedisBroker {
     min_replicas: u32,
     /// Which publishes slide the TTLs.
     refresh: refresh::Refreshes,
+    /// Group commit of publishes (a single Redis server with batching on).
+    batcher: Option<batch::Batcher>,
 }
 
 /// How long a publish waits for its replicas.
@@ -94,6 +98,11 @@ fn unavailable(e: Error) -> BrokerError {
 }
 
 impl RedisBroker {
+    /// Publish calls sent to Redis so far (with group commit, fewer than publishes).
+    pub fn publish_calls(&self) -> Option<u64> {
+        self.batcher.as_ref().map(batch::Batcher::batches)
+    }
+
     /// Sessions with a subscription entry on this instance (0 once every socket left).
     pub fn subscription_entries(&self) -> usize {
         self.subs.len()
@@ -133,6 +142,15 @@ impl RedisBroker {
             sharded: clients.cluster,
             min_replicas: clients.min_replicas,
             refresh: refresh::Refreshes::default(),
+            batcher: (!clients.cluster && clients.publish_batch > 1).then(|| {
+                batch::Batcher::start(
+                    clients.client.clone(),
+                    clients.publish_batch,
+                    history_size.max(1),
+                    IDEMPOTENCY_MS,
+                    "PUBLISH",
+                )
+            }),
         });
         broker.spawn_listeners();
         broker
@@ -154,115 +172,6 @@ impl RedisBroker {
 
     fn publish_command(&self) -> &'static str {
         if self.sharded { "SPUBLISH" } else { "PUBLISH" }
-    }
-
-    /// Blocks until `min_replicas` replicas of the session's primary acknowledged every
-    /// write sent on the connection so far (this publish included); an error otherwise, so
-    /// the publisher retries with its idempotency key instead of trusting a write that a
-    /// failover could drop.
-    async fn wait_for_replicas(&self, session: &SessionId) -> Result<(), BrokerError> {
-        let (meta, _, _) = self.keys(session);
-        let slot = fred::util::redis_keyslot(meta.as_bytes());
-        let options = fred::types::config::Options {
-            cluster_hash: Some(fred::types::ClusterHash::Custom(slot)),
-            ..Default::default()
-        };
-        let acked: i64 = self
-            .client
-            .with_options(&options)
-            .wait(i64::from(self.min_replicas), REPLICA_WAIT_MS)
-            .await
-            .map_err(unavailable)?;
-        if acked < i64::from(self.min_replicas) {
-            metrics::counter!("switchboard_redis_errors_total", "op" => "replica_wait")
-                .increment(1);
-            return Err(BrokerError::Other(format!(
-                "only {acked} of {} replicas acknowledged the publish within {REPLICA_WAIT_MS} ms",
-                self.min_replicas
-            )));
-        }
-        Ok(())
-    }
-
-    /// The publish script; with `state_ttl` (ms), only while the session's state exists.
-    async fn append_checked(
-        &self,
-        session: &SessionId,
-        event: Publish,
-        state_ttl: Option<u64>,
-    ) -> Result<Option<Published>, BrokerError> {
-        let (meta, events, channel) = self.keys(session);
-        // Serialize once with placeholders; the script splices in the seq and epoch.
-        let (id, frame) = encode(session, 0, "", &event);
-        let marker = "\"seq\":0,\"epoch\":\"\"";
-        let json = frame.text();
-        let at = json
-            .find(marker)
-            .ok_or(BrokerError::Protocol("envelope layout changed"))?;
-        let head = &json[..at + "\"seq\":".len()];
-        let tail = &json[at + marker.len()..];
-        let idem = match &event.idempotency_key {
-            Some(k) => format!("{}:{{{session}}}:idem:{k}", self.prefix),
-            None => format!("{}:{{{session}}}:idem:", self.prefix),
-        };
-        let shortest = state_ttl.map_or(self.ttl_ms(), |t| t.min(self.ttl_ms()));
-        let (refresh, slack) = self.refresh.due(session, shortest);
-        let r: Vec<Value> = self
-            .publish
-            .evalsha_with_reload(
-                &self.client,
-                vec![
-                    meta,
-                    events,
-                    idem,
-                    format!("{}:{{{session}}}:state", self.prefix),
-                ],
-                vec![
-                    channel,
-                    self.history_size.to_string(),
-                    (self.ttl_ms() + slack).to_string(),
-                    new_epoch(),
-                    head.to_owned(),
-                    tail.to_owned(),
-                    id.to_string(),
-                    if event.idempotency_key.is_some() {
-                        "1"
-                    } else {
-                        "0"
-                    }
-                    .to_owned(),
-                    IDEMPOTENCY_MS.to_string(),
-                    self.publish_command().to_owned(),
-                    state_ttl.map_or("0".to_owned(), |t| (t + slack).to_string()),
-                    if refresh { "1" } else { "0" }.to_owned(),
-                ],
-            )
-            .await
-            .map_err(unavailable)?;
-        let (fresh, result) = match r.as_slice() {
-            [flag, _] if flag.as_i64() == Some(-1) => return Ok(None), // the session is not live
-            [flag, result] => (
-                flag.as_i64() == Some(1) || flag.as_string().as_deref() == Some("1"),
-                result.as_string().unwrap_or_default(),
-            ),
-            _ => return Err(BrokerError::Protocol("publish reply")),
-        };
-        let mut parts = result.splitn(3, ' ');
-        let (Some(seq), Some(epoch), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(BrokerError::Protocol("publish result"));
-        };
-        if self.min_replicas > 0 {
-            self.wait_for_replicas(session).await?;
-        }
-        if fresh {
-            crate::metrics::published(event.kind.as_str());
-        }
-        Ok(Some(Published {
-            seq: seq.parse().map_err(|_| BrokerError::Protocol("seq"))?,
-            epoch: epoch.to_owned(),
-            id: id.parse().map_err(|_| BrokerError::Protocol("event id"))?,
-            duplicate: !fresh,
-        }))
     }
 
     fn ttl_ms(&self) -> u64 {

@@ -15,6 +15,9 @@ use fred::types::RespVersion;
 
 use super::BrokerError;
 
+/// Publishes per Redis call at most, unless set.
+pub const DEFAULT_PUBLISH_BATCH: usize = 32;
+
 /// Connection settings shared by the Redis broker and store.
 pub struct RedisClients {
     /// Commands.
@@ -28,6 +31,9 @@ pub struct RedisClients {
     /// Replicas that must acknowledge a publish before it is answered (0: none); set from
     /// `SWITCHBOARD_REDIS_MIN_REPLICAS` after connecting.
     pub min_replicas: u32,
+    /// Most publishes one Redis call carries (group commit; 1: each its own call); set from
+    /// `SWITCHBOARD_REDIS_PUBLISH_BATCH` after connecting. A Redis Cluster ignores it.
+    pub publish_batch: usize,
 }
 
 impl RedisClients {
@@ -74,6 +80,7 @@ impl RedisClients {
             control,
             cluster,
             min_replicas: 0,
+            publish_batch: DEFAULT_PUBLISH_BATCH,
         })
     }
 }

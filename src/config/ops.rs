@@ -1,6 +1,6 @@
 //! Operational settings: request timeouts, graceful shutdown and publish durability
-//! (`SWITCHBOARD_REQUEST_TIMEOUT`, `SWITCHBOARD_SHUTDOWN_TIMEOUT`,
-//! `SWITCHBOARD_REDIS_MIN_REPLICAS`).
+//! and group commit (`SWITCHBOARD_REQUEST_TIMEOUT`, `SWITCHBOARD_SHUTDOWN_TIMEOUT`,
+//! `SWITCHBOARD_REDIS_MIN_REPLICAS`, `SWITCHBOARD_REDIS_PUBLISH_BATCH`).
 
 use std::time::Duration;
 
@@ -23,6 +23,11 @@ pub struct OpsCli {
     /// `WAIT`, 500 ms; a shortfall is a 503 the publisher retries). 0 answers at once.
     #[arg(long, env = "SWITCHBOARD_REDIS_MIN_REPLICAS", default_value = "0")]
     pub redis_min_replicas: String,
+    /// Most publishes that share one Redis call (group commit: publishes waiting while
+    /// earlier calls run leave together). 1 gives each publish its own call. A Redis
+    /// Cluster always uses one call per publish.
+    #[arg(long, env = "SWITCHBOARD_REDIS_PUBLISH_BATCH", default_value = "32")]
+    pub redis_publish_batch: String,
 }
 
 /// Checked operational settings.
@@ -34,6 +39,8 @@ pub struct OpsSettings {
     pub shutdown_timeout: Duration,
     /// Replicas that must acknowledge a publish.
     pub redis_min_replicas: u32,
+    /// Most publishes per Redis call.
+    pub redis_publish_batch: usize,
 }
 
 impl Default for OpsSettings {
@@ -42,6 +49,7 @@ impl Default for OpsSettings {
             request_timeout: Duration::from_secs(120),
             shutdown_timeout: Duration::from_secs(20),
             redis_min_replicas: 0,
+            redis_publish_batch: crate::broker::redis_conn::DEFAULT_PUBLISH_BATCH,
         }
     }
 }
@@ -69,10 +77,23 @@ impl OpsSettings {
                     "use a number from 0 to 16",
                 )
             })?;
+        let redis_publish_batch = cli
+            .redis_publish_batch
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=256).contains(n))
+            .ok_or_else(|| {
+                bad(
+                    "SWITCHBOARD_REDIS_PUBLISH_BATCH",
+                    "use a number from 1 to 256",
+                )
+            })?;
         Ok(Self {
             request_timeout,
             shutdown_timeout,
             redis_min_replicas,
+            redis_publish_batch,
         })
     }
 }

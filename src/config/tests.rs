@@ -81,6 +81,16 @@ fn bad_values_name_their_setting() {
         (&["--max-frame", "12"], &[], "SWITCHBOARD_MAX_FRAME"),
         (&["--conn-queue", "none"], &[], "SWITCHBOARD_CONN_QUEUE"),
         (
+            &["--redis-publish-batch", "0"],
+            &[],
+            "SWITCHBOARD_REDIS_PUBLISH_BATCH",
+        ),
+        (
+            &["--redis-publish-batch", "1000"],
+            &[],
+            "SWITCHBOARD_REDIS_PUBLISH_BATCH",
+        ),
+        (
             &["--moderation", "local,magic"],
             &[],
             "SWITCHBOARD_MODERATION",

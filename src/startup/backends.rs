@@ -74,6 +74,7 @@ pub(super) async fn redis(url: &str, s: Shared<'_>) -> anyhow::Result<Backends> 
         .await
         .with_context(|| format!("connecting to Redis at {}", redact(url)))?;
     clients.min_replicas = config.ops.redis_min_replicas;
+    clients.publish_batch = config.ops.redis_publish_batch;
     if clients.cluster {
         tracing::info!("Redis Cluster: sharded pub/sub, hash-tagged memory keys");
     }

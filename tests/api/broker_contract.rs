@@ -271,6 +271,74 @@ pub async fn a_busy_history_lives_its_ttl_after_the_last_event(f: &dyn Factory) 
     );
 }
 
+pub async fn concurrent_publishes_to_many_sessions_keep_each_order(f: &dyn Factory) {
+    let (b, rec, _guard) = f.make(100, Duration::from_secs(60)).await;
+    let sessions: Vec<SessionId> = (0..20).map(|_| sid("many")).collect();
+    for s in &sessions {
+        b.subscribe(s).await.unwrap();
+    }
+    // 400 publishes in flight at once, 20 per session; one in each session is idempotent
+    // and sent five times.
+    let mut tasks = Vec::new();
+    for round in 0..20u64 {
+        for s in &sessions {
+            let (b, s) = (b.clone(), s.clone());
+            tasks.push(tokio::spawn(async move {
+                let key = (round == 7).then_some("once");
+                let copies = if key.is_some() { 5 } else { 1 };
+                let mut out = Vec::new();
+                let sends = (0..copies).map(|_| b.publish(&s, event(round, key)));
+                for p in futures_util::future::join_all(sends).await {
+                    out.push((s.clone(), p.unwrap()));
+                }
+                out
+            }));
+        }
+    }
+    let mut by_session: std::collections::HashMap<SessionId, Vec<_>> = Default::default();
+    for t in tasks {
+        for (s, p) in t.await.unwrap() {
+            by_session.entry(s).or_default().push(p);
+        }
+    }
+    for s in &sessions {
+        let published = &by_session[s];
+        let fresh: Vec<u64> = {
+            let mut v: Vec<u64> = published
+                .iter()
+                .filter(|p| !p.duplicate)
+                .map(|p| p.seq)
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        assert_eq!(
+            fresh,
+            (1..=20).collect::<Vec<_>>(),
+            "each seq once per session"
+        );
+        let dups: Vec<_> = published.iter().filter(|p| p.duplicate).collect();
+        assert_eq!(
+            dups.len(),
+            4,
+            "the idempotent publish ran once, four duplicates"
+        );
+        let original = published
+            .iter()
+            .find(|p| !p.duplicate && dups.iter().any(|d| d.id == p.id))
+            .expect("the duplicates answer with the original's id");
+        assert!(dups.iter().all(|d| d.seq == original.seq));
+        assert_eq!(
+            wait_for(&rec, s, 20).await,
+            (1..=20).collect::<Vec<_>>(),
+            "live delivery in seq order, duplicates not delivered"
+        );
+        let h = b.history(s, 0).await.unwrap().unwrap();
+        assert!(h.complete);
+        assert_eq!(h.events.len(), 20);
+    }
+}
+
 /// Generates the contract's tests for a factory expression.
 #[macro_export]
 macro_rules! broker_contract_tests {
@@ -279,6 +347,10 @@ macro_rules! broker_contract_tests {
         #[tokio::test]
         async fn a_busy_history_lives_its_ttl_after_the_last_event() {
             c::a_busy_history_lives_its_ttl_after_the_last_event(&$factory).await
+        }
+        #[tokio::test]
+        async fn concurrent_publishes_to_many_sessions_keep_each_order() {
+            c::concurrent_publishes_to_many_sessions_keep_each_order(&$factory).await
         }
         #[tokio::test]
         async fn concurrent_publishes_are_ordered_without_gaps() {
@@ -358,6 +430,74 @@ pub mod redis {
     }
 
     crate::broker_contract_tests!(RedisFactory);
+
+    /// Publishes in flight together share Redis calls (group commit), and an event that
+    /// fails in its batch fails alone.
+    #[tokio::test]
+    async fn publishes_in_flight_share_calls_and_a_failing_one_fails_alone() {
+        use fred::prelude::KeysInterface;
+        let server = RedisServer::start(false).await;
+        let clients = RedisClients::connect(&server.url()).await.unwrap();
+        let rec = Arc::new(Recorder::default());
+        let prefix = unique_prefix();
+        let broker = RedisBroker::new(&clients, &prefix, rec, 100, Duration::from_secs(60));
+        let bad = sid("bad");
+        // A meta key of the wrong type: the script's HGET on it raises WRONGTYPE.
+        let _: () = clients
+            .client
+            .set(
+                format!("{prefix}:{{{bad}}}:meta"),
+                "not a hash",
+                None,
+                None,
+                false,
+            )
+            .await
+            .unwrap();
+        let good: Vec<SessionId> = (0..50).map(|_| sid("good")).collect();
+        let mut sends = Vec::new();
+        for (i, s) in good.iter().enumerate() {
+            if i == 25 {
+                sends.push((true, broker.publish(&bad, event(0, None))));
+            }
+            sends.push((false, broker.publish(s, event(i as u64, None))));
+        }
+        let (which, futs): (Vec<bool>, Vec<_>) = sends.into_iter().unzip();
+        let results = futures_util::future::join_all(futs).await;
+        for (is_bad, r) in which.iter().zip(&results) {
+            if *is_bad {
+                let e = r
+                    .as_ref()
+                    .expect_err("the wrong-type key fails its publish");
+                assert!(e.to_string().contains("WRONGTYPE"), "{e}");
+            } else {
+                assert_eq!(r.as_ref().expect("the others still publish").seq, 1);
+            }
+        }
+        let calls = broker
+            .publish_calls()
+            .expect("group commit is on by default");
+        assert!(
+            calls < 51 / 2,
+            "51 publishes in flight took {calls} Redis calls"
+        );
+        for s in &good {
+            assert_eq!(broker.history(s, 0).await.unwrap().unwrap().events.len(), 1);
+        }
+        // With batching off, each publish is its own call and behaves the same.
+        let mut single = RedisClients::connect(&server.url()).await.unwrap();
+        single.publish_batch = 1;
+        let one = RedisBroker::new(
+            &single,
+            &prefix,
+            Arc::new(Recorder::default()),
+            100,
+            Duration::from_secs(60),
+        );
+        assert!(one.publish_calls().is_none());
+        assert_eq!(one.publish(&good[0], event(9, None)).await.unwrap().seq, 2);
+        assert!(one.publish(&bad, event(9, None)).await.is_err());
+    }
 
     /// Memory follows the sessions held, not the sessions ever served.
     #[tokio::test]
