@@ -27,7 +27,9 @@ local function one(a, i)
     if prev then return 0, prev end
   end
   local meta, events = tag .. ':meta', tag .. ':events'
-  local epoch = current_epoch(meta, events, tag, fresh .. string.format('%02x', i % 256), pub)
+  -- (The new epoch's string is built only for a history that has none.)
+  local epoch = redis.call('HGET', meta, 'epoch')
+    or current_epoch(meta, events, tag, fresh .. string.format('%02x', i % 256), pub)
   local seq = redis.call('HINCRBY', meta, 'seq', 1)
   local env = head .. seq .. ',"epoch":"' .. epoch .. '"' .. tail
   redis.call('XADD', events, 'MAXLEN', '~', maxlen, seq .. '-0', 'e', env)
