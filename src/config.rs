@@ -299,7 +299,7 @@ mod realtime;
 pub use access::{AccessSettings, Rate, rate as parse_rate};
 pub use agents::{AgentSettings, MAX_ITERATIONS};
 pub use moderation::ModerationModes;
-pub use ops::OpsSettings;
+pub use ops::{DEFAULT_PUBLISH_BATCH, OpsSettings};
 pub use realtime::{RealtimeSettings, Steer, VoiceApi};
 pub use record::{RecordDatabase, RecordSettings};
 #[cfg(test)]

@@ -15,9 +15,6 @@ use fred::types::RespVersion;
 
 use super::BrokerError;
 
-/// Publishes per Redis call at most, unless set.
-pub const DEFAULT_PUBLISH_BATCH: usize = 32;
-
 /// Connection settings shared by the Redis broker and store.
 pub struct RedisClients {
     /// Commands.
@@ -80,7 +77,7 @@ impl RedisClients {
             control,
             cluster,
             min_replicas: 0,
-            publish_batch: DEFAULT_PUBLISH_BATCH,
+            publish_batch: crate::config::DEFAULT_PUBLISH_BATCH,
         })
     }
 }

@@ -8,6 +8,9 @@ use clap::Args;
 
 use super::{ConfigError, bad, duration};
 
+/// Publishes per Redis call at most, unless set (`SWITCHBOARD_REDIS_PUBLISH_BATCH`).
+pub const DEFAULT_PUBLISH_BATCH: usize = 32;
+
 /// Raw operational settings, flattened into the command line.
 #[derive(Debug, Args)]
 pub struct OpsCli {
@@ -49,7 +52,7 @@ impl Default for OpsSettings {
             request_timeout: Duration::from_secs(120),
             shutdown_timeout: Duration::from_secs(20),
             redis_min_replicas: 0,
-            redis_publish_batch: crate::broker::redis_conn::DEFAULT_PUBLISH_BATCH,
+            redis_publish_batch: DEFAULT_PUBLISH_BATCH,
         }
     }
 }
