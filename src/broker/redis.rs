@@ -55,6 +55,7 @@ const IDEMPOTENCY_MS: u64 = 300_000;
 
 const PUBLISH_LUA: &str = concat!(
     include_str!("lua/epoch.lua"),
+    include_str!("lua/append.lua"),
     include_str!("lua/publish.lua")
 );
 

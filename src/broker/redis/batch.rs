@@ -32,6 +32,7 @@ pub(super) const IN_FLIGHT: usize = 2;
 
 const BATCH_LUA: &str = concat!(
     include_str!("../lua/epoch.lua"),
+    include_str!("../lua/append.lua"),
     include_str!("../lua/publish_batch.lua")
 );
 
