@@ -150,6 +150,9 @@ test('over SSE, the page orchestrates and shows the switch it caused', async () 
   await page.click('#orchestrate');
   await page.waitForSelector('#events li[data-type="agent.switch"]');
   await page.waitForSelector('#agents > li.active[data-agent=returns]');
+  // The switch can arrive over SSE before the orchestrate answer is shown: wait for both.
+  await page.waitForFunction(() =>
+    /"chosen_root": "returns"/.test(document.querySelector('#result').textContent));
   assert.match(await page.textContent('#result'), /"chosen_root": "returns"/);
 
   // The returns agent's tool now runs; its result arrives over SSE too.
