@@ -13,17 +13,13 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use tokio::net::TcpListener;
-use tower::ServiceBuilder;
-use tower_http::catch_panic::CatchPanicLayer;
+use tower::Layer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::auth::TokenIssuer;
 use crate::config::Config;
-use crate::error::{json_error_layer, not_found_fallback, panic_response};
+use crate::error::not_found_fallback;
+use crate::http::edge::{Edge, EdgeLayer};
 use crate::scenario::ScenarioRegistry;
 use crate::sessions::{SessionSettings, Sessions};
 use crate::state::{AppState, Inner};
@@ -174,7 +170,9 @@ impl Application {
         let app = router(self.state);
         let serve = axum::serve(
             self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
+            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+                SocketAddr,
+            >(app),
         )
         .with_graceful_shutdown(signal);
         let deadline = async move {
@@ -288,42 +286,24 @@ fn announce(state: &AppState, addr: SocketAddr) {
     );
 }
 
-/// The application router with every layer.
-pub fn router(state: AppState) -> Router {
+/// The application: the router with every layer, inside the [`Edge`] (request id, span, time
+/// limit, panic guard, JSON errors, security headers). The edge wraps the whole router, not
+/// each route, so a request clones no boxed service for it.
+pub fn router(state: AppState) -> Edge<Router> {
     let body_limit = state.config.body_limit;
     let cors = cors_layer(&state.config.cors_origins);
-    let request_id = HeaderName::from_static("x-request-id");
     let timeout = state.config.ops.request_timeout;
     // Route-level layers see the matched route template (for metrics); the fallback is
     // added after them and counts as `unmatched`.
     let mut app = crate::http::routes()
         .route("/metrics", axum::routing::get(crate::http::metrics::render))
-        .layer(axum::middleware::from_fn(crate::http::metrics::track_http))
+        .layer(crate::http::metrics::TrackLayer)
         .fallback(not_found_fallback)
         .layer(DefaultBodyLimit::max(body_limit));
     if let Some(cors) = cors {
         app = app.layer(cors);
     }
-    app = app.layer(
-        ServiceBuilder::new()
-            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-            .layer(PropagateRequestIdLayer::new(request_id))
-            .layer(TraceLayer::new_for_http().make_span_with(crate::telemetry::request_span))
-            .layer(axum::middleware::from_fn(json_error_layer))
-            .layer(TimeoutLayer::with_status_code(
-                axum::http::StatusCode::REQUEST_TIMEOUT,
-                timeout,
-            ))
-            .layer(CatchPanicLayer::custom(panic_response)),
-    );
-    // Outermost, so timeouts and panics carry them too.
-    for (name, value) in SECURITY_HEADERS {
-        app = app.layer(SetResponseHeaderLayer::if_not_present(
-            HeaderName::from_static(name),
-            HeaderValue::from_static(value),
-        ));
-    }
-    app.with_state(state)
+    EdgeLayer::new(timeout).layer(app.with_state(state))
 }
 
 /// Closes every connection with 1012, at most [`CLOSE_BATCH`] every 50 ms, spread so the
@@ -344,22 +324,6 @@ async fn close_in_batches(hub: Arc<Hub>, within: Duration) {
 
 /// Connections closed per batch at shutdown.
 const CLOSE_BATCH: usize = 500;
-
-/// Headers every response carries unless its handler set them: no MIME sniffing, no
-/// framing, no referrer, a closed content policy (JSON needs none), HSTS for the TLS front.
-const SECURITY_HEADERS: [(&str, &str); 5] = [
-    ("x-content-type-options", "nosniff"),
-    ("x-frame-options", "DENY"),
-    ("referrer-policy", "no-referrer"),
-    (
-        "content-security-policy",
-        "default-src 'none'; frame-ancestors 'none'",
-    ),
-    (
-        "strict-transport-security",
-        "max-age=63072000; includeSubDomains",
-    ),
-];
 
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     if origins.is_empty() {

@@ -3,13 +3,13 @@
 //! Handlers return `Result<_, ApiError>`. Domain modules keep their own `thiserror` enums
 //! and convert into [`ApiError`] here, at the boundary. axum's extractor rejections are
 //! mapped through the [`Json`], [`Query`] and [`Path`] wrappers, so malformed input never
-//! produces axum's plain-text answers; [`json_error_layer`] is the safety net that rewrites
-//! any remaining non-JSON error response (unknown route, wrong method, a layer's rejection).
+//! produces axum's plain-text answers; [`json_error_response`], called at the HTTP edge, is
+//! the safety net that rewrites any remaining non-JSON error response (unknown route, wrong
+//! method, a layer's rejection).
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -200,11 +200,10 @@ pub async fn not_found_fallback(req: Request) -> ApiError {
     )
 }
 
-/// Middleware that rewrites any error response without a JSON body (405 from the router,
-/// 408 from the timeout layer, 413 from a length check, ...) into the JSON error shape.
-pub async fn json_error_layer(req: Request, next: Next) -> Response {
-    let method = req.method().clone();
-    let resp = next.run(req).await;
+/// Rewrites an error response without a JSON body (405 from the router, 408 from the
+/// time limit, 413 from a length check, ...) into the JSON error shape; other responses
+/// pass unchanged. `method` is the request's (named in the 405 message).
+pub fn json_error_response(method: &Method, resp: Response) -> Response {
     let status = resp.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return resp;

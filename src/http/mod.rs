@@ -7,6 +7,7 @@ pub mod caller;
 pub mod calls;
 pub mod context;
 pub mod demo;
+pub mod edge;
 pub mod events;
 pub mod health;
 pub mod keys;
