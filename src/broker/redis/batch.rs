@@ -2,9 +2,9 @@
 //! a Redis call can start share one script call (`lua/publish_batch.lua`), each answered
 //! with its own outcome.
 //!
-//! At most [`IN_FLIGHT`] batch calls run at once. A publish that finds a slot free goes out
+//! At most [`IN_FLIGHT`] batch call runs at once. A publish that finds the slot free goes out
 //! at once, alone (no added wait at low load); under load the publishes that arrive while
-//! the slots are busy queue up and leave together in the next call, up to the batch limit
+//! the call is under way queue up and leave together in the next call, up to the batch limit
 //! (`SWITCHBOARD_REDIS_PUBLISH_BATCH`). One call then carries many events: Redis parses
 //! one command and enters the script once, and the instance writes and reads one frame.
 //!
@@ -27,8 +27,11 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::super::BrokerError;
 
-/// Batch calls that may be under way at once.
-pub(super) const IN_FLIGHT: usize = 2;
+/// Batch calls that may be under way at once. One: Redis runs scripts one at a time anyway,
+/// and the publishes that wait for the call leave together in the next, so the calls grow
+/// with the load. (With two, batches stayed at 3 to 4 events at 64 publishes in flight and
+/// the instances and Redis spent about 4 % more CPU per event: BENCHMARKS.md, issue 21.)
+pub(super) const IN_FLIGHT: usize = 1;
 
 const BATCH_LUA: &str = concat!(
     include_str!("../lua/epoch.lua"),
