@@ -168,8 +168,15 @@ impl Application {
             background.spawn(close_in_batches(closer, budget / 2));
         };
         let app = router(self.state);
+        // Small writes (an event frame, an answer) leave at once instead of waiting for the
+        // peer's acknowledgement of the previous one (Nagle).
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         let serve = axum::serve(
-            self.listener,
+            listener,
             axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
                 SocketAddr,
             >(app),

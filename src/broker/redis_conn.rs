@@ -47,6 +47,8 @@ impl RedisClients {
                 c.connection_timeout = Duration::from_secs(2);
                 c.internal_command_timeout = Duration::from_secs(2);
                 c.max_command_attempts = 1;
+                // Each command leaves at once (no Nagle wait behind the previous one).
+                c.tcp.nodelay = Some(true);
             })
             .with_performance_config(|p| {
                 p.default_command_timeout = Duration::from_secs(2);
