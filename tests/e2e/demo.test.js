@@ -225,3 +225,51 @@ test('the page shows the record of the session as it grows and lists past sessio
   await page.screenshot({ path: resolve(out, 'record.png'), fullPage: true });
   assert.deepEqual(problems, []);
 });
+
+test('an interrupted answer shows what the caller heard, marked, and the cost adds up', async () => {
+  // The record of a voice call (its items come from the sideband, which this page test has
+  // no upstream for) as the timeline endpoint answers it: the browser's request is answered
+  // from this fixture, and the page draws it as it would draw the server's.
+  const heard = 'We have two boots on sale this week: the Alpine';
+  const generated = `${heard} Pro at thirty percent off and the Trail Runner at twenty percent off.`;
+  const items = [
+    { seq: 1, kind: 'call.started', agent: 'salesAgent', call_id: 'rtc_1', data: { api: 'realtime' } },
+    { seq: 2, kind: 'turn.user', agent: 'salesAgent', call_id: 'rtc_1', data: { text: 'Do you have boots on sale?' } },
+    { seq: 3, kind: 'turn.assistant', agent: 'salesAgent', call_id: 'rtc_1',
+      data: { text: heard, generated_text: generated, interrupted: true, audio_end_ms: 2000, heard: 'estimate' } },
+    { seq: 4, kind: 'usage', agent: 'salesAgent', call_id: 'rtc_1', cost_usd: '0.04924', data: { model: 'gpt-realtime' } },
+    { seq: 5, kind: 'turn.assistant', agent: 'salesAgent', call_id: 'rtc_1',
+      data: { text: 'Anything else?', generated_text: 'Anything else?', interrupted: false } },
+  ].map((i) => ({ at: '2026-12-04T10:00:00Z', cost_usd: null, ...i }));
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1200 } });
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(e.message));
+  let asked = 0;
+  await page.route(/\/api\/sessions\/[^/]+\/timeline/, (route) => {
+    asked += 1;
+    return route.fulfill({ status: 200, contentType: 'application/json',
+      body: JSON.stringify({ items, next_cursor: null, cost_usd: '0.04924' }) });
+  });
+  await page.goto(`${b.base}/?scenario=retail&root=salesAgent`);
+  await page.waitForSelector('#scenario option[value=customerServiceRetail]', { state: 'attached' });
+  await page.click('#start');
+  await page.waitForSelector('#timeline li[data-kind="turn.assistant"]');
+  assert.ok(asked >= 1, 'the page read the timeline endpoint');
+  const answers = page.locator('#timeline li[data-kind="turn.assistant"]');
+  assert.equal(await answers.count(), 2);
+  const cut = answers.nth(0);
+  assert.equal(await cut.getAttribute('data-interrupted'), 'true');
+  const shown = await cut.textContent();
+  assert.ok(shown.includes(heard) && shown.includes('[interrupted]'), shown);
+  assert.ok(!shown.includes('Trail Runner'), `the unheard part is not shown as said: ${shown}`);
+  assert.equal(await cut.getAttribute('title'), `generated: ${generated}`);
+  assert.equal(await cut.evaluate((li) => getComputedStyle(li, '::after').content), '" ✂"');
+  const whole = answers.nth(1);
+  assert.equal(await whole.getAttribute('data-interrupted'), null);
+  assert.ok(!(await whole.textContent()).includes('[interrupted]'));
+  assert.match(await page.textContent('#timeline li[data-kind="usage"]'), /\$0\.04924/);
+  assert.equal(await page.$eval('#timeline-cost', (e) => e.dataset.cost), '0.04924');
+  assert.match(await page.textContent('#timeline-cost'), /\$0\.04924 so far/);
+  await page.screenshot({ path: resolve(out, 'record-interrupted.png'), fullPage: true });
+  assert.deepEqual(problems, []);
+});
