@@ -13,6 +13,9 @@ use crate::broker::sequencer::Step;
 use crate::broker::{Broker, Frame};
 use crate::domain::SessionId;
 
+/// Sessions whose positions one step of the position check reads at once.
+const CHECK_CHUNK: usize = 64;
+
 impl RedisBroker {
     pub(super) fn spawn_listeners(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
@@ -172,17 +175,26 @@ impl RedisBroker {
 
     /// Compares each held session's delivered position with Redis and fills any gap (the
     /// "position check"): a lost message is noticed even if no later one arrives.
+    ///
+    /// The positions are read [`CHECK_CHUNK`] at a time, concurrently: the client sends
+    /// the reads of a chunk together and they come back together. A check of many
+    /// sessions then takes a few round trips instead of one per session. (One read after
+    /// another spread each check over a hundred milliseconds of interleaved traffic, and
+    /// the 2000/s tail was longer with it: BENCHMARKS.md, issue 21.)
     pub async fn check_positions(self: &Arc<Self>) {
         let sessions: Vec<SessionId> = self.seqs.iter().map(|e| e.key().clone()).collect();
-        for s in sessions {
-            let Ok(Some(top)) = self.top(&s).await else {
-                continue;
-            };
-            let Some(state) = self.seqs.get(&s).map(|x| x.clone()) else {
-                continue;
-            };
-            let step = state.lock().check(&top);
-            self.apply(&s, step);
+        for chunk in sessions.chunks(CHECK_CHUNK) {
+            let tops = futures_util::future::join_all(chunk.iter().map(|s| self.top(s))).await;
+            for (s, top) in chunk.iter().zip(tops) {
+                let Ok(Some(top)) = top else {
+                    continue;
+                };
+                let Some(state) = self.seqs.get(s).map(|x| x.clone()) else {
+                    continue;
+                };
+                let step = state.lock().check(&top);
+                self.apply(s, step);
+            }
         }
     }
 }
