@@ -179,8 +179,8 @@ impl RedisBroker {
     /// The positions are read [`CHECK_CHUNK`] at a time, concurrently: the client sends
     /// the reads of a chunk together and they come back together. A check of many
     /// sessions then takes a few round trips instead of one per session. (One read after
-    /// another spread each check over a hundred milliseconds of interleaved traffic, and
-    /// the 2000/s tail was longer with it: BENCHMARKS.md, issue 21.)
+    /// another spread each check over tens of milliseconds of interleaved traffic; the
+    /// p99 at 2000/s was a little longer with it: BENCHMARKS.md, issue 21.)
     pub async fn check_positions(self: &Arc<Self>) {
         let sessions: Vec<SessionId> = self.seqs.iter().map(|e| e.key().clone()).collect();
         for chunk in sessions.chunks(CHECK_CHUNK) {
