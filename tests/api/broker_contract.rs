@@ -499,6 +499,57 @@ pub mod redis {
         assert!(one.publish(&bad, event(9, None)).await.is_err());
     }
 
+    /// An event that reached the history but whose pub/sub message was lost is delivered
+    /// by the position check, for every held session (more than one chunk of reads).
+    #[tokio::test]
+    async fn the_position_check_delivers_what_pub_sub_lost_for_every_held_session() {
+        use fred::prelude::{HashesInterface, StreamsInterface};
+        let server = RedisServer::start(false).await;
+        let clients = RedisClients::connect(&server.url()).await.unwrap();
+        let rec = Arc::new(Recorder::default());
+        let prefix = unique_prefix();
+        let broker = RedisBroker::new(&clients, &prefix, rec.clone(), 100, Duration::from_secs(60));
+        let sessions: Vec<SessionId> = (0..150).map(|_| sid("quiet")).collect();
+        for s in &sessions {
+            broker.subscribe(s).await.unwrap();
+            assert_eq!(broker.publish(s, event(1, None)).await.unwrap().seq, 1);
+        }
+        crate::support::eventually("the first events", Duration::from_secs(5), || async {
+            sessions.iter().all(|s| rec.seqs(s) == [1]).then_some(())
+        })
+        .await;
+        // Seq 2 of each session: in the history, but its message never sent.
+        for s in &sessions {
+            let meta = format!("{prefix}:{{{s}}}:meta");
+            let epoch: String = clients.client.hget(&meta, "epoch").await.unwrap();
+            let seq: u64 = clients.client.hincrby(&meta, "seq", 1).await.unwrap();
+            let env = format!(
+                r#"{{"type":"x.lost","session_id":"{s}","seq":{seq},"epoch":"{epoch}","data":{{}}}}"#
+            );
+            let _: String = clients
+                .client
+                .xadd(
+                    format!("{prefix}:{{{s}}}:events"),
+                    false,
+                    None,
+                    format!("{seq}-0"),
+                    vec![("e", env)],
+                )
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            sessions.iter().all(|s| rec.seqs(s) == [1]),
+            "nothing announces a lost message"
+        );
+        broker.check_positions().await;
+        crate::support::eventually("every lost event", Duration::from_secs(5), || async {
+            sessions.iter().all(|s| rec.seqs(s) == [1, 2]).then_some(())
+        })
+        .await;
+    }
+
     /// Memory follows the sessions held, not the sessions ever served.
     #[tokio::test]
     async fn subscription_entries_go_back_to_zero_when_sessions_leave() {
