@@ -2,9 +2,10 @@
 //! a Redis call can start share one script call (`lua/publish_batch.lua`), each answered
 //! with its own outcome.
 //!
-//! At most [`IN_FLIGHT`] batch call runs at once. A publish that finds the slot free goes out
-//! at once, alone (no added wait at low load); under load the publishes that arrive while
-//! the call is under way queue up and leave together in the next call, up to the batch limit
+//! At most [`IN_FLIGHT`] batch call runs at once. A publish that finds the slot free and
+//! nobody queued makes the call at once, alone, from its own task (no added wait and no
+//! hand-off at low load); under load the publishes that arrive while a call is under way
+//! queue up and the sending task takes them together in the next call, up to the batch limit
 //! (`SWITCHBOARD_REDIS_PUBLISH_BATCH`). One call then carries many events: Redis parses
 //! one command and enters the script once, and the instance writes and reads one frame.
 //!
@@ -18,7 +19,7 @@
 //! a script there may only touch one slot's keys.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use fred::prelude::*;
@@ -80,6 +81,10 @@ struct Shared {
     idem_ms: String,
     publish: &'static str,
     batches: AtomicU64,
+    /// The call slots ([`IN_FLIGHT`]).
+    slots: Semaphore,
+    /// Publishes in the queue, not yet taken into a batch.
+    queued: AtomicUsize,
 }
 
 /// The queue of publishes and the task that sends them.
@@ -105,18 +110,34 @@ impl Batcher {
             idem_ms: idem_ms.to_string(),
             publish,
             batches: AtomicU64::new(0),
+            slots: Semaphore::new(IN_FLIGHT),
+            queued: AtomicUsize::new(0),
         });
         let (queue, rx) = mpsc::unbounded_channel();
         tokio::spawn(collect(rx, shared.clone()));
         Self { queue, shared }
     }
 
-    /// Queues `job` and waits for its outcome.
+    /// Sends `job` and waits for its outcome.
+    ///
+    /// When no call is under way and nothing is queued, the publish makes its call itself,
+    /// alone, from the caller's task: at low load a publish then wakes no other task of
+    /// ours on its way to Redis and back. Otherwise it joins the queue and leaves with the
+    /// next batch.
     pub(super) async fn run(&self, job: Job) -> Result<Outcome, BrokerError> {
+        if self.shared.queued.load(Ordering::Acquire) == 0
+            && let Ok(slot) = self.shared.slots.try_acquire()
+        {
+            let outcome = call(&self.shared, vec![job]).await.pop();
+            drop(slot);
+            return outcome.unwrap_or(Err(BrokerError::Protocol("publish batch reply")));
+        }
         let (tx, rx) = oneshot::channel();
-        self.queue
-            .send((job, tx))
-            .map_err(|_| BrokerError::Other("the publish queue is closed".into()))?;
+        self.shared.queued.fetch_add(1, Ordering::AcqRel);
+        if self.queue.send((job, tx)).is_err() {
+            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(BrokerError::Other("the publish queue is closed".into()));
+        }
         rx.await
             .map_err(|_| BrokerError::Other("the publish batch was dropped".into()))?
     }
@@ -127,14 +148,14 @@ impl Batcher {
     }
 }
 
-/// Takes a call slot, then everything queued (up to the limit), and sends it.
+/// Waits for a queued publish and a call slot, then sends everything queued by then (up to
+/// the limit) in one call.
 async fn collect(mut rx: mpsc::UnboundedReceiver<(Job, Reply)>, shared: Arc<Shared>) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
+        let Some(first) = rx.recv().await else {
             return;
         };
-        let Some(first) = rx.recv().await else {
+        let Ok(slot) = shared.slots.acquire().await else {
             return;
         };
         let mut batch = Vec::with_capacity(shared.max.min(64));
@@ -145,25 +166,28 @@ async fn collect(mut rx: mpsc::UnboundedReceiver<(Job, Reply)>, shared: Arc<Shar
                 Err(_) => break,
             }
         }
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            send(&shared, batch).await;
-            drop(slot);
-        });
+        shared.queued.fetch_sub(batch.len(), Ordering::AcqRel);
+        let (jobs, replies): (Vec<Job>, Vec<Reply>) = batch.into_iter().unzip();
+        let outcomes = call(&shared, jobs).await;
+        drop(slot);
+        for (outcome, reply) in outcomes.into_iter().zip(replies) {
+            let _ = reply.send(outcome);
+        }
     }
 }
 
-async fn send(shared: &Shared, batch: Vec<(Job, Reply)>) {
+/// One script call for `jobs`: an outcome for each, in order.
+async fn call(shared: &Shared, jobs: Vec<Job>) -> Vec<Result<Outcome, BrokerError>> {
+    let n = jobs.len();
     shared.batches.fetch_add(1, Ordering::Relaxed);
     metrics::counter!("switchboard_redis_publish_batches_total").increment(1);
-    let mut args: Vec<Value> = Vec::with_capacity(5 + 8 * batch.len());
-    args.push(Value::Integer(batch.len() as i64));
+    let mut args: Vec<Value> = Vec::with_capacity(5 + 8 * n);
+    args.push(Value::Integer(n as i64));
     args.push(shared.maxlen.as_str().into());
     args.push(shared.idem_ms.as_str().into());
     args.push(shared.publish.into());
     args.push(super::super::new_epoch()[..14].into());
-    let mut replies = Vec::with_capacity(batch.len());
-    for (job, reply) in batch {
+    for job in jobs {
         args.push(job.tag.into());
         args.push(Value::Integer(job.ttl as i64));
         args.push(Value::Integer(job.state_ttl as i64));
@@ -172,30 +196,23 @@ async fn send(shared: &Shared, batch: Vec<(Job, Reply)>) {
         args.push(Value::Bytes(job.head));
         args.push(Value::Bytes(job.tail));
         args.push(job.id.to_string().into());
-        replies.push(reply);
     }
     let result: Result<Vec<Value>, Error> = shared
         .script
         .evalsha_with_reload(&shared.client, Vec::<String>::new(), args)
         .await;
-    let values = match result {
-        Ok(v) if v.len() == 2 * replies.len() => v,
-        Ok(_) => {
-            for reply in replies {
-                let _ = reply.send(Err(BrokerError::Protocol("publish batch reply")));
-            }
-            return;
-        }
+    match result {
+        Ok(v) if v.len() == 2 * n => v
+            .chunks_exact(2)
+            .map(|pair| outcome(&pair[0], &pair[1]))
+            .collect(),
+        Ok(_) => (0..n)
+            .map(|_| Err(BrokerError::Protocol("publish batch reply")))
+            .collect(),
         Err(e) => {
             metrics::counter!("switchboard_redis_errors_total", "op" => "broker").increment(1);
-            for reply in replies {
-                let _ = reply.send(Err(BrokerError::Redis(e.clone())));
-            }
-            return;
+            (0..n).map(|_| Err(BrokerError::Redis(e.clone()))).collect()
         }
-    };
-    for (pair, reply) in values.chunks_exact(2).zip(replies) {
-        let _ = reply.send(outcome(&pair[0], &pair[1]));
     }
 }
 
