@@ -5,7 +5,7 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { resolve, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,6 +50,7 @@ after(async () => {
   await a.stop();
   await b.stop();
   await redis.stop();
+  rmSync(recordDir, { recursive: true, force: true });
 });
 
 /** The seqs shown in the event list, oldest first. */

@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import net from 'node:net';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -51,6 +51,8 @@ export async function startRedis(port) {
   const dir = mkdtempSync(join(tmpdir(), 'sb-js-redis-'));
   const child = track(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1',
     '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' }));
+  // Its working directory goes with it (nothing is saved there: no RDB, no AOF).
+  child.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   await until(() => new Promise((ok) => {
     const c = net.connect(port, '127.0.0.1', () => { c.end(); ok(true); });
     c.on('error', () => ok(false));
