@@ -155,7 +155,13 @@ impl Broker for MemoryBroker {
             });
         }
         let seq = log.seq + 1;
-        let (id, frame) = encode(session, seq, &log.epoch, &event);
+        let Publish {
+            kind,
+            data,
+            idempotency_key,
+            trace_id,
+        } = event;
+        let (id, frame) = encode(session, seq, &log.epoch, &kind, data, trace_id);
         log.seq = seq;
         log.events.push_back((now, frame.clone()));
         while log.events.len() > self.history_size {
@@ -167,8 +173,8 @@ impl Broker for MemoryBroker {
             id,
             duplicate: false,
         };
-        crate::metrics::published(event.kind.as_str());
-        if let Some(key) = event.idempotency_key {
+        crate::metrics::published(kind.as_str());
+        if let Some(key) = idempotency_key {
             log.idem.insert(key, (now, published.clone()));
         }
         // Still under the session lock: the sink sees this session's events in seq order.

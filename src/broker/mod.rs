@@ -89,6 +89,13 @@ impl Frame {
         Self::new(seq, meta, json)
     }
 
+    /// A frame from envelope JSON that arrived as bytes (a pub/sub message), kept without a
+    /// copy; `None` unless the bytes are UTF-8.
+    pub fn from_json_bytes(seq: u64, json: Bytes) -> Option<Self> {
+        let meta = FrameMeta::scan(std::str::from_utf8(&json).ok()?);
+        Some(Self(Arc::new(FrameData { seq, meta, json })))
+    }
+
     fn new(seq: u64, meta: FrameMeta, json: String) -> Self {
         Self(Arc::new(FrameData {
             seq,
@@ -99,7 +106,7 @@ impl Frame {
 
     /// The JSON as text.
     pub fn text(&self) -> &str {
-        // Frames are only built from `String`s, so the bytes are UTF-8.
+        // Frames are only built from `String`s or from bytes checked to be UTF-8.
         std::str::from_utf8(&self.json).unwrap_or_default()
     }
 }
@@ -270,27 +277,35 @@ pub fn new_epoch() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..16].to_owned()
 }
 
-/// Builds and serializes an envelope (the one place channel JSON is produced).
-pub fn encode(session: &SessionId, seq: u64, epoch: &str, event: &Publish) -> (uuid::Uuid, Frame) {
+/// Builds and serializes an envelope (the one place channel JSON is produced). It takes
+/// the payload (`data`, moved into the envelope) and the trace id; the caller keeps the
+/// rest of the event.
+pub fn encode(
+    session: &SessionId,
+    seq: u64,
+    epoch: &str,
+    kind: &EventType,
+    data: Value,
+    trace_id: Option<String>,
+) -> (uuid::Uuid, Frame) {
     let id = uuid::Uuid::now_v7();
     let now = std::time::SystemTime::now();
-    let env = Envelope {
-        kind: event.kind.clone(),
+    let mut env = Envelope {
+        kind: kind.clone(),
         session_id: session.to_string(),
         seq,
         epoch: epoch.to_owned(),
         id,
         ts: humantime::format_rfc3339_millis(now).to_string(),
-        data: event.data.clone(),
+        data,
         trace_id: None,
         span_id: None,
     };
-    let mut env = env;
     if let Some((trace, span)) = crate::telemetry::current_ids() {
-        env.trace_id = Some(event.trace_id.clone().unwrap_or(trace));
+        env.trace_id = Some(trace_id.unwrap_or(trace));
         env.span_id = Some(span);
     } else {
-        env.trace_id = event.trace_id.clone();
+        env.trace_id = trace_id;
     }
     let json = serde_json::to_string(&env).expect("an envelope always serializes");
     let meta = FrameMeta {
@@ -308,6 +323,19 @@ pub fn encode(session: &SessionId, seq: u64, epoch: &str, event: &Publish) -> (u
 mod tests {
     /// Each socket's queue allocates 32 frame slots when it opens: a frame stays one pointer
     /// wide so an idle connection does not pay for a wide one (BENCHMARKS.md, issue 21).
+    #[test]
+    fn a_frame_from_bytes_reads_the_same_as_from_text_and_refuses_what_is_not_utf8() {
+        let json = r#"{"type":"x.a","session_id":"s","seq":3,"epoch":"e","id":"i","ts":"2026-12-04T21:00:00.123Z","data":{"k":"é"}}"#;
+        let text = super::Frame::from_json(3, json.to_owned());
+        let bytes = super::Frame::from_json_bytes(3, bytes::Bytes::from(json)).unwrap();
+        assert_eq!(bytes.text(), json);
+        assert_eq!(bytes.meta, text.meta);
+        assert_eq!(bytes.meta.kind, "x.a");
+        assert!(bytes.meta.ts_ms > 0);
+        let broken = bytes::Bytes::from_static(b"{\"type\":\"x.a\",\"data\":\"\xff\"}");
+        assert!(super::Frame::from_json_bytes(1, broken).is_none());
+    }
+
     #[test]
     fn a_frame_is_one_pointer_wide() {
         assert_eq!(

@@ -70,7 +70,13 @@ impl RedisBroker {
         let Some(session) = self.session_of(&msg.channel) else {
             return;
         };
-        let Some(text) = msg.value.as_string() else {
+        // The payload's bytes are kept as they came (the frame slices them, no copy).
+        let payload = match msg.value {
+            fred::types::Value::String(s) => s.into_inner(),
+            fred::types::Value::Bytes(b) => b,
+            _ => return,
+        };
+        let Ok(text) = std::str::from_utf8(&payload) else {
             return;
         };
         let Some(seq_state) = self.seqs.get(&session).map(|s| s.clone()) else {
@@ -81,11 +87,15 @@ impl RedisBroker {
             self.apply(&session, step);
             return;
         }
-        let Some((seq, json)) = text.split_once(' ') else {
+        let Some(space) = text.find(' ') else {
             return;
         };
-        let Ok(seq) = seq.parse::<u64>() else { return };
-        let frame = Frame::from_json(seq, json.to_owned());
+        let Ok(seq) = text[..space].parse::<u64>() else {
+            return;
+        };
+        let Some(frame) = Frame::from_json_bytes(seq, payload.slice(space + 1..)) else {
+            return;
+        };
         let step = seq_state.lock().offer(frame);
         self.apply(&session, step);
     }

@@ -45,7 +45,13 @@ impl RedisBroker {
         state_ttl: Option<u64>,
     ) -> Result<Option<Published>, BrokerError> {
         // Serialize once with placeholders; the script splices in the seq and epoch.
-        let (id, frame) = encode(session, 0, "", &event);
+        let Publish {
+            kind,
+            data,
+            idempotency_key,
+            trace_id,
+        } = event;
+        let (id, frame) = encode(session, 0, "", &kind, data, trace_id);
         let marker = "\"seq\":0,\"epoch\":\"\"";
         let at = frame
             .text()
@@ -60,7 +66,7 @@ impl RedisBroker {
             ttl: self.ttl_ms() + slack,
             state_ttl: state_ttl.map_or(0, |t| t + slack),
             refresh,
-            idem: event.idempotency_key.clone(),
+            idem: idempotency_key,
             head,
             tail,
             id,
@@ -82,7 +88,7 @@ impl RedisBroker {
             self.wait_for_replicas(session).await?;
         }
         if fresh {
-            crate::metrics::published(event.kind.as_str());
+            crate::metrics::published(kind.as_str());
         }
         Ok(Some(Published {
             seq: seq.parse().map_err(|_| BrokerError::Protocol("seq"))?,
