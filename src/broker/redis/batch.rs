@@ -32,6 +32,8 @@ use super::super::BrokerError;
 /// and the publishes that wait for the call leave together in the next, so the calls grow
 /// with the load. (With two, batches stayed at 3 to 4 events at 64 publishes in flight and
 /// the instances and Redis spent about 4 % more CPU per event: BENCHMARKS.md, issue 21.)
+/// The sending task makes one call at a time; with more slots, the others would only go to
+/// publishes that find nothing queued and call on their own.
 pub(super) const IN_FLIGHT: usize = 1;
 
 const BATCH_LUA: &str = concat!(
