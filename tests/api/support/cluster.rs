@@ -41,6 +41,36 @@ fn spawn_node(port: u16, dir: &std::path::Path) -> Child {
         .expect("redis-server (install it: apt-get install -y redis-server)")
 }
 
+/// Starts one node and waits until it answers PING. The port and its bus port were free
+/// when picked, but another test may take one of them before the node binds it; the node
+/// then exits, and this picks another port.
+async fn start_node() -> Node {
+    for _ in 0..5 {
+        let port = free_cluster_port();
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = spawn_node(port, dir.path());
+        let p = port.to_string();
+        let start = Instant::now();
+        loop {
+            if cli(&["-p", &p, "ping"]).trim() == "PONG" {
+                return Node {
+                    child: Some(child),
+                    port,
+                    _dir: dir,
+                };
+            }
+            let exited = child.try_wait().ok().flatten().is_some();
+            if exited || start.elapsed() > Duration::from_secs(10) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("no cluster node answered PING in 5 tries (redis-server exits at once?)");
+}
+
 /// Runs `redis-cli` with `args` and returns its stdout.
 pub fn cli(args: &[&str]) -> String {
     let out = Command::new("redis-cli")
@@ -56,21 +86,7 @@ impl RedisCluster {
     pub async fn start(replicas: usize) -> Self {
         let mut nodes = Vec::new();
         for _ in 0..3 * (1 + replicas) {
-            let port = free_cluster_port();
-            let dir = tempfile::tempdir().unwrap();
-            let child = spawn_node(port, dir.path());
-            nodes.push(Node {
-                child: Some(child),
-                port,
-                _dir: dir,
-            });
-        }
-        for n in &nodes {
-            let p = n.port.to_string();
-            wait_for(Duration::from_secs(10), || {
-                cli(&["-p", &p, "ping"]).trim() == "PONG"
-            })
-            .await;
+            nodes.push(start_node().await);
         }
         let addrs: Vec<String> = nodes
             .iter()
