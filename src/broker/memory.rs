@@ -140,7 +140,11 @@ impl Broker for MemoryBroker {
         Ok(log.top())
     }
 
-    async fn append(&self, session: &SessionId, event: Publish) -> Result<Published, BrokerError> {
+    async fn append(
+        &self,
+        session: &SessionId,
+        mut event: Publish,
+    ) -> Result<Published, BrokerError> {
         let log = self.log_or_create(session);
         let mut log = log.lock();
         let now = Instant::now();
@@ -155,13 +159,8 @@ impl Broker for MemoryBroker {
             });
         }
         let seq = log.seq + 1;
-        let Publish {
-            kind,
-            data,
-            idempotency_key,
-            trace_id,
-        } = event;
-        let (id, frame) = encode(session, seq, &log.epoch, &kind, data, trace_id);
+        let data = std::mem::take(&mut event.data);
+        let (id, frame) = encode(session, seq, &log.epoch, &event.kind, data, event.trace_id);
         log.seq = seq;
         log.events.push_back((now, frame.clone()));
         while log.events.len() > self.history_size {
@@ -173,8 +172,8 @@ impl Broker for MemoryBroker {
             id,
             duplicate: false,
         };
-        crate::metrics::published(kind.as_str());
-        if let Some(key) = idempotency_key {
+        crate::metrics::published(event.kind.as_str());
+        if let Some(key) = event.idempotency_key {
             log.idem.insert(key, (now, published.clone()));
         }
         // Still under the session lock: the sink sees this session's events in seq order.

@@ -76,21 +76,25 @@ impl RedisBroker {
             fred::types::Value::Bytes(b) => b,
             _ => return,
         };
-        let Ok(text) = std::str::from_utf8(&payload) else {
-            return;
-        };
         let Some(seq_state) = self.seqs.get(&session).map(|s| s.clone()) else {
             return;
         };
-        if let Some(epoch) = text.strip_prefix("reset ") {
+        // Only the short head is read here; the frame checks the JSON's UTF-8 once.
+        if let Some(epoch) = payload.strip_prefix(b"reset ") {
+            let Ok(epoch) = std::str::from_utf8(epoch) else {
+                return;
+            };
             let step = seq_state.lock().reset(epoch);
             self.apply(&session, step);
             return;
         }
-        let Some(space) = text.find(' ') else {
+        let Some(space) = payload.iter().position(|&b| b == b' ') else {
             return;
         };
-        let Ok(seq) = text[..space].parse::<u64>() else {
+        let Some(seq) = std::str::from_utf8(&payload[..space])
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
             return;
         };
         let Some(frame) = Frame::from_json_bytes(seq, payload.slice(space + 1..)) else {

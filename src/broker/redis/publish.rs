@@ -41,17 +41,12 @@ impl RedisBroker {
     pub(super) async fn append_checked(
         &self,
         session: &SessionId,
-        event: Publish,
+        mut event: Publish,
         state_ttl: Option<u64>,
     ) -> Result<Option<Published>, BrokerError> {
         // Serialize once with placeholders; the script splices in the seq and epoch.
-        let Publish {
-            kind,
-            data,
-            idempotency_key,
-            trace_id,
-        } = event;
-        let (id, frame) = encode(session, 0, "", &kind, data, trace_id);
+        let data = std::mem::take(&mut event.data);
+        let (id, frame) = encode(session, 0, "", &event.kind, data, event.trace_id);
         let marker = "\"seq\":0,\"epoch\":\"\"";
         let at = frame
             .text()
@@ -66,7 +61,7 @@ impl RedisBroker {
             ttl: self.ttl_ms() + slack,
             state_ttl: state_ttl.map_or(0, |t| t + slack),
             refresh,
-            idem: idempotency_key,
+            idem: event.idempotency_key.take(),
             head,
             tail,
             id,
@@ -88,7 +83,7 @@ impl RedisBroker {
             self.wait_for_replicas(session).await?;
         }
         if fresh {
-            crate::metrics::published(kind.as_str());
+            crate::metrics::published(event.kind.as_str());
         }
         Ok(Some(Published {
             seq: seq.parse().map_err(|_| BrokerError::Protocol("seq"))?,
